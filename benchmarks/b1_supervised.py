@@ -1,0 +1,64 @@
+"""B1 — supervised feature learning on Fashion-MNIST: softmax (CE) vs L2-constrained softmax.
+
+ConvNet (BENCHMARKS.md), the same budget for both heads, seeds 0-2. Reports test accuracy, training
+seconds and images/s. Full run: python benchmarks/b1_supervised.py ; smoke run: --quick
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from common import base_parser, mean_std, write_results
+from owlearn.api import build_model, train_model
+from owlearn.data.augment import preset
+from owlearn.data.sources import load_dataset
+from owlearn.evaluate import held_out_accuracy
+from owlearn.train.loop import TrainConfig
+
+HEADS = {"softmax (CE)": ("linear", {}), "L2-softmax α=16": ("l2softmax", {"alpha": 16.0})}
+
+
+def main() -> None:
+    p = base_parser(__doc__)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--heads", nargs="+", default=list(HEADS), choices=list(HEADS))
+    p.add_argument("--budget-s", type=float, default=600.0, help="training time allowed per run")
+    args = p.parse_args()
+    started = time.time()
+    train, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
+    if args.quick:
+        train = train.subset(torch.arange(6000))
+        args.epochs, args.seeds = 1, args.seeds[:1]
+    config = {"quick": args.quick, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+              "optimizer": "sgd (nesterov 0.9)", "weight_decay": 5e-4, "schedule": "onecycle",
+              "augment": preset("fashion").to_json(), "backbone": "convnet", "train_images": len(train),
+              "test_images": len(test), "budget_s": args.budget_s}
+    results: dict = {}
+    for head_label in args.heads:
+        head, head_args = HEADS[head_label]
+        runs = []
+        for seed in args.seeds:
+            model = build_model(train, "convnet", head, head_args=head_args, seed=seed)
+            cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed,
+                              device=args.device)
+            t0 = time.perf_counter()
+            history = train_model(model, train, config=cfg, augment=preset("fashion"), progress=False)
+            train_s = time.perf_counter() - t0
+            acc = held_out_accuracy(model, test)
+            runs.append({"seed": seed, "test_accuracy": acc, "train_seconds": train_s,
+                         "images_per_s": sum(e["images_per_s"] for e in history.epochs) / len(history.epochs),
+                         "within_budget": train_s <= args.budget_s,
+                         "train_loss": [e["loss"] for e in history.epochs]})
+            print(f"{head_label} seed {seed}: test accuracy {acc:.4f}, {train_s:.0f} s "
+                  f"({runs[-1]['images_per_s']:.0f} img/s)", flush=True)
+        results[head_label] = {"runs": runs, "test_accuracy": mean_std([r["test_accuracy"] for r in runs]),
+                               "train_seconds": mean_std([r["train_seconds"] for r in runs])}
+    write_results("b1_supervised", config, results, started, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from owlearn.cli import main
+
+main()

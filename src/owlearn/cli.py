@@ -1,0 +1,262 @@
+"""The ``owlearn`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from owlearn import __version__
+
+app = typer.Typer(
+    name="owlearn", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Open-world image recognition: classify what you know, refuse what you don't, grow without retraining.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DATA_DIR_OPTION = typer.Option(
+    None, "--data-dir", help="Dataset cache folder (default: $OWLEARN_DATA or ~/.cache/owlearn).")
+
+
+def _register_data_app() -> None:
+    from owlearn.data.cli import app as data_app
+
+    app.add_typer(data_app, name="data", help="List, download and inspect datasets.")
+
+
+def parse_classes(text: str | None, num_classes: int) -> list[int] | None:
+    """``"0-4,7"`` → ``[0, 1, 2, 3, 4, 7]``; ``None`` → all classes."""
+    if not text:
+        return None
+    chosen: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(v) for v in part.split("-", 1))
+                chosen += range(lo, hi + 1)
+            else:
+                chosen.append(int(part))
+        except ValueError:
+            raise typer.BadParameter(f"cannot read {part!r}: use class indices like 0-4,7") from None
+    bad = [c for c in chosen if not 0 <= c < num_classes]
+    if bad:
+        raise typer.BadParameter(f"class indices {bad} are outside 0-{num_classes - 1}")
+    return sorted(set(chosen))
+
+
+def _load(name: str, split: str, data_dir: Path | None, download: bool):
+    from owlearn.data.sources import load_dataset
+
+    return load_dataset(name, split, data_dir=data_dir, download=download)
+
+
+@app.command()
+def train(
+    data: str = typer.Option(
+        "digits", help="Dataset name (see `owlearn data list`) or a folder of images, one sub-folder per class."),
+    out: Path = typer.Option(Path("model.owl"), "--out", "-o", help="Where to write the model file."),
+    classes: str | None = typer.Option(None, help="Train on these classes only, e.g. 0-4 (the rest stay unknown)."),
+    backbone: str = typer.Option("convnet", help="simplenet, convnet or resnet18."),
+    head: str = typer.Option("l2softmax", help="linear (softmax), l2softmax or cosine."),
+    alpha: float = typer.Option(16.0, help="Radius α of the L2-softmax hypersphere."),
+    learn_alpha: bool = typer.Option(False, help="Learn α instead of fixing it."),
+    epochs: int = typer.Option(10, min=1, help="Passes over the training set."),
+    batch_size: int = typer.Option(128, min=1, help="Images per step."),
+    lr: float = typer.Option(0.05, min=0.0, help="Peak learning rate."),
+    optimizer: str = typer.Option("sgd", help="sgd (Nesterov momentum), adam or adamw."),
+    weight_decay: float = typer.Option(5e-4, min=0.0, help="Weight decay of conv/linear weights."),
+    schedule: str = typer.Option("onecycle", help="onecycle, cosine or constant."),
+    augment: str = typer.Option("auto", help="Augmentation preset: auto, none, digits, fashion, cifar, iic."),
+    seed: int = typer.Option(0, help="Seed of initialisation, shuffling and augmentation."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 …"),
+    checkpoint_dir: Path | None = typer.Option(None, help="Write a checkpoint here after every epoch."),
+    resume: bool = typer.Option(False, help="Continue from the checkpoint in --checkpoint-dir."),
+    data_dir: Path | None = DATA_DIR_OPTION,
+    download: bool = typer.Option(False, help="Download the dataset if it is not found."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Train a classifier and save it as one model file."""
+    from owlearn.api import build_model, train_model
+    from owlearn.data.augment import preset
+    from owlearn.evaluate import held_out_accuracy
+    from owlearn.train.loop import TrainConfig
+
+    train_set = _load(data, "train", data_dir, download)
+    test_set = _try_load_test(data, data_dir, download)
+    chosen = parse_classes(classes, train_set.num_classes)
+    if chosen is not None:
+        names = [train_set.class_names[c] for c in chosen]
+        train_set = train_set.select_classes(chosen).relabel(names)
+    if resume and checkpoint_dir is None:
+        raise typer.BadParameter("--resume needs --checkpoint-dir")
+    head_args = {"alpha": alpha, "learn_alpha": learn_alpha} if head == "l2softmax" else {}
+    model = build_model(train_set, backbone, head, head_args=head_args, seed=seed)
+    aug = preset(_auto_augment(data) if augment == "auto" else augment)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,  # type: ignore[arg-type]
+                         weight_decay=weight_decay, schedule=schedule, seed=seed, device=device)  # type: ignore[arg-type]
+    console.print(f"Training {backbone} + {head} on {train_set.name} ({len(train_set):,} images, "
+                  f"{train_set.num_classes} classes) for {epochs} epochs")
+    train_model(model, train_set, config=config, augment=aug, checkpoint_dir=checkpoint_dir, resume=resume,
+                progress=progress)
+    if test_set is not None:
+        acc = held_out_accuracy(model, test_set)
+        model.info["test_accuracy"] = acc
+        console.print(f"Test accuracy on {test_set.name}: [bold]{acc:.4f}[/bold]")
+    model.save(out)
+    console.print(f"Model written to [bold]{out}[/bold]. Next: `owlearn evaluate {out} --data {data}`")
+
+
+def _try_load_test(name: str, data_dir: Path | None, download: bool):
+    try:
+        return _load(name, "test", data_dir, download)
+    except (ValueError, FileNotFoundError, KeyError):
+        return None  # folders and some datasets have no test split
+
+
+def _auto_augment(data: str) -> str:
+    name = data.lower()
+    if "fashion" in name:
+        return "fashion"
+    if name.startswith("cifar"):
+        return "cifar"
+    if name in {"mnist", "kmnist", "usps", "digits"}:
+        return "digits"
+    return "none"
+
+
+@app.command()
+def evaluate(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="A model file written by `owlearn train`."),
+    data: str | None = typer.Option(None, help="Dataset (default: the one the model was trained on)."),
+    split: str = typer.Option("test", help="Which split to evaluate on."),
+    out_dir: Path = typer.Option(Path("owlearn-eval"), help="Where to write metrics.json and the plots."),
+    feature_map: str = typer.Option("tsne", help="2-D map of the feature space: tsne, pca or none."),
+    max_points: int = typer.Option(2000, help="Points drawn on the feature map."),
+    data_dir: Path | None = DATA_DIR_OPTION,
+    download: bool = typer.Option(False, help="Download the dataset if it is not found."),
+) -> None:
+    """Accuracy, per-class report, confusion matrix and feature-space map of a model."""
+    from owlearn.evaluate import evaluate_model
+    from owlearn.model import OwlModel
+
+    model = OwlModel.load(model_path)
+    name = data or _dataset_of(model)
+    dataset = _load(name, split, data_dir, download)
+    summary = evaluate_model(model, dataset, out_dir, feature_map=feature_map, max_points=max_points)  # type: ignore[arg-type]
+    console.print(summary["report"])
+    console.print(f"accuracy [bold]{summary['accuracy']:.4f}[/bold] on {summary['num_images']:,} images")
+    if summary["unknown_images"]:
+        console.print(f"{summary['unknown_images']:,} images of classes the model does not know were left out")
+    for kind, path in summary["files"].items():
+        console.print(f"{kind.replace('_', ' ')}: {path}")
+    console.print(f"metrics: {Path(out_dir) / 'metrics.json'}")
+
+
+def _dataset_of(model) -> str:
+    name = model.info.get("training", {}).get("dataset") or model.info.get("dataset") or ""
+    base = name.split("/")[0]
+    if not base:
+        raise typer.BadParameter("the model does not say which dataset it was trained on; pass --data")
+    return base
+
+
+@app.command()
+def predict(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="A model file."),
+    images: list[Path] = typer.Argument(..., help="PNG/JPEG files or folders of them."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
+    top_k: int = typer.Option(3, min=1, help="Classes listed per image."),
+) -> None:
+    """Classify image files."""
+    from owlearn.model import OwlModel
+    from owlearn.preprocess import find_images
+
+    model = OwlModel.load(model_path)
+    files = find_images(images)
+    if not files:
+        raise typer.BadParameter("no image files found in the given paths")
+    pred = model.predict(files)
+    k = min(top_k, len(model.class_names))
+    if as_json:
+        for f, probs in zip(files, pred.probabilities):
+            order = probs.argsort()[::-1][:k]
+            print(json.dumps({"file": str(f), "class": model.class_names[order[0]],
+                              "top": [{"class": model.class_names[i], "p": round(float(probs[i]), 5)} for i in order]}))
+        return
+    table = Table(title=f"{model_path.name}: {len(files)} image(s)")
+    table.add_column("image")
+    table.add_column("class", style="bold")
+    table.add_column("confidence", justify="right")
+    table.add_column(f"top {k}")
+    for f, probs in zip(files, pred.probabilities):
+        order = probs.argsort()[::-1][:k]
+        table.add_row(str(f), model.class_names[order[0]], f"{probs[order[0]]:.3f}",
+                      ", ".join(f"{model.class_names[i]} {probs[i]:.2f}" for i in order))
+    console.print(table)
+
+
+@app.command()
+def info(model_path: Path = typer.Argument(..., metavar="MODEL", help="A model file.")) -> None:
+    """Show what a model file contains."""
+    from owlearn.model import OwlModel
+
+    model = OwlModel.load(model_path)
+    spec = model.network.spec
+    console.print(f"[bold]{model_path}[/bold]: {spec.backbone} + {spec.head}, input {spec.in_shape}, "
+                  f"{sum(p.numel() for p in model.network.parameters()):,} parameters")
+    console.print(f"classes ({len(model.class_names)}): {', '.join(model.class_names)}")
+    training = model.info.get("training", {})
+    if training:
+        console.print(f"trained on {training.get('dataset')} ({training.get('images', 0):,} images), "
+                      f"{len(training.get('history', []))} epochs")
+    if "test_accuracy" in model.info:
+        console.print(f"test accuracy {model.info['test_accuracy']:.4f}")
+    if model.components:
+        console.print(f"components: {', '.join(f'{k} ({type(v).__name__})' for k, v in model.components.items())}")
+
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Option(Path("owlearn-demo"), help="Where to write the model, plots and metrics."),
+    epochs: int = typer.Option(30, min=1, help="Training epochs."),
+    seed: int = typer.Option(0, help="Seed of the whole run."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """The open-world story in miniature, on scikit-learn's digits (offline, about a minute)."""
+    from owlearn.demo import run_demo
+
+    run_demo(out_dir, epochs=epochs, seed=seed, progress=progress, console=console)
+
+
+@app.command()
+def version() -> None:
+    """Print the owlearn version."""
+    console.print(f"owlearn {__version__}")
+
+
+_register_data_app()
+
+
+def main() -> None:
+    """Entry point: user errors are printed as one clear line, not a traceback (OWLEARN_DEBUG=1 shows it)."""
+    from owlearn.bundle import ModelFileError
+
+    user_errors: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, ModelFileError, OSError)
+    try:
+        app()
+    except user_errors as exc:
+        if os.environ.get("OWLEARN_DEBUG"):
+            raise
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

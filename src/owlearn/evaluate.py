@@ -1,0 +1,71 @@
+"""Closed-set evaluation of a model on a labelled dataset: numbers, a report, and pictures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from owlearn import metrics, viz
+from owlearn._atomic import atomic_open
+from owlearn.data.dataset import UNLABELED, ImageDataset
+from owlearn.model import OwlModel
+
+
+def evaluate_model(model: OwlModel, data: ImageDataset, out_dir: str | Path | None = None, *,
+                   feature_map: Literal["tsne", "pca", "none"] = "tsne", max_points: int = 2000,
+                   seed: int = 0, extra: dict[str, ImageDataset] | None = None) -> dict:
+    """Accuracy, per-class report and confusion matrix of ``model`` on ``data``.
+
+    ``data`` is matched to the model's classes by name; images of classes the model does not know
+    are left out of the closed-set numbers (and drawn on the feature map as "unknown"). With
+    ``out_dir``, writes ``metrics.json``, ``confusion_matrix.png`` and ``feature_map.png`` there.
+    ``extra`` datasets (e.g. out-of-distribution images) are drawn on the feature map too.
+    """
+    aligned = data.relabel(model.class_names)
+    known = aligned.labels != UNLABELED
+    if not bool(known.any()):
+        raise ValueError(f"{data.name or 'the dataset'} has no images of the model's classes "
+                         f"({', '.join(model.class_names[:10])}…)")
+    pred = model.predict(aligned.subset(known))
+    y_true = aligned.labels[known].numpy()
+    summary = metrics.classification_summary(y_true, pred.labels, model.class_names)
+    summary["dataset"] = data.name
+    summary["unknown_images"] = int((~known).sum())
+    summary["report"] = metrics.format_report(y_true, pred.labels, model.class_names)
+    if out_dir is None:
+        return summary
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"confusion_matrix": str(viz.plot_confusion_matrix(
+        np.asarray(summary["confusion_matrix"]), model.class_names, out / "confusion_matrix.png",
+        title=f"{data.name}: accuracy {summary['accuracy']:.4f}"))}
+    if feature_map != "none":
+        extra_feats = {}
+        if bool((~known).any()):
+            extra_feats["unknown classes"] = model.features(aligned.subset(~known)).numpy()
+        for name, ds in (extra or {}).items():
+            extra_feats[name] = model.features(ds).numpy()
+        feats = model.features(aligned.subset(known)).numpy()
+        files["feature_map"] = str(viz.plot_feature_map(
+            feats, y_true, model.class_names, out / "feature_map.png", method=feature_map,
+            extra=extra_feats or None, seed=seed, max_points=max_points,
+            title=f"feature space ({feature_map}) — {data.name}"))
+    history = model.info.get("training", {}).get("history")
+    if history:
+        files["training_curves"] = str(viz.plot_training_curves(history, out / "training_curves.png"))
+    summary["files"] = files
+    with atomic_open(out / "metrics.json", "w") as fh:
+        json.dump({k: v for k, v in summary.items() if k != "report"}, fh, indent=2)
+    return summary
+
+
+def held_out_accuracy(model: OwlModel, data: ImageDataset) -> float:
+    """Accuracy on the images of ``data`` whose class the model knows."""
+    aligned = data.relabel(model.class_names)
+    known = aligned.labels != UNLABELED
+    pred = model.predict(aligned.subset(known))
+    return float((torch.from_numpy(pred.labels) == aligned.labels[known]).float().mean())

@@ -1,0 +1,96 @@
+"""The network owlearn trains: preprocessing → backbone → head, described by a JSON-able spec."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from owlearn.nets.backbones import BACKBONES
+from owlearn.nets.heads import HEADS
+
+
+@dataclass
+class NetworkSpec:
+    """Everything needed to rebuild a network (weights aside); stored as JSON in the model file.
+
+    ``mean`` and ``std`` normalise images given as floats in [0, 1], one value per channel.
+    """
+
+    backbone: str
+    head: str
+    num_classes: int
+    in_shape: tuple[int, int, int]
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+    backbone_args: dict = field(default_factory=dict)
+    head_args: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {sorted(BACKBONES)}")
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; choose one of {sorted(HEADS)}")
+        self.in_shape = tuple(int(v) for v in self.in_shape)  # type: ignore[assignment]
+        # the spec must read back from JSON unchanged (tuples become lists there), so hold the JSON form
+        self.backbone_args = json.loads(json.dumps(self.backbone_args))
+        self.head_args = json.loads(json.dumps(self.head_args))
+        self.mean = tuple(float(v) for v in self.mean)
+        self.std = tuple(float(v) for v in self.std)
+        if len(self.mean) != self.in_shape[0] or len(self.std) != self.in_shape[0]:
+            raise ValueError(f"mean/std need one value per channel ({self.in_shape[0]}), "
+                             f"got {len(self.mean)} and {len(self.std)}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> NetworkSpec:
+        return cls(**data)
+
+
+class Network(nn.Module):
+    """Preprocessing, backbone and head in one module.
+
+    ``forward`` takes float images in [0, 1] of shape ``(N, C, H, W)`` and returns logits;
+    ``features`` returns the backbone's feature vectors, ``embed`` the head's view of them
+    (normalised for L2-softmax and cosine heads) — the space the outlier detectors work in.
+
+    Examples
+    --------
+    >>> spec = NetworkSpec("convnet", "l2softmax", num_classes=10, in_shape=(1, 28, 28))
+    >>> net = Network(spec)
+    >>> net(torch.rand(4, 1, 28, 28)).shape, net.features(torch.rand(4, 1, 28, 28)).shape
+    (torch.Size([4, 10]), torch.Size([4, 256]))
+    """
+
+    def __init__(self, spec: NetworkSpec):
+        super().__init__()
+        self.spec = spec
+        self.backbone = BACKBONES[spec.backbone](in_shape=spec.in_shape, **spec.backbone_args)
+        self.head = HEADS[spec.head](self.backbone.feature_dim, spec.num_classes, **spec.head_args)
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(spec.std).view(1, -1, 1, 1))
+
+    @property
+    def feature_dim(self) -> int:
+        return self.backbone.feature_dim
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.normalize(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head.embed(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images → float in [0, 1] (float inputs pass unchanged)."""
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images

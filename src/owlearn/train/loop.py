@@ -1,0 +1,380 @@
+"""The one training loop of owlearn.
+
+Every training method plugs into :class:`Trainer` instead of writing its own loop: a method is a set
+of *objectives* (loss terms computed from a :class:`Step`) and *hooks* (callbacks at named points).
+Cross-entropy is the default objective; VAT, EWC, distillation and IIC are further objectives.
+
+Reproducibility: shuffling, augmentation and dropout of epoch ``e`` draw from generators seeded with
+``(seed, e)``, and the learning rate is a pure function of the step. A run resumed from the
+checkpoint of epoch ``e`` therefore continues exactly like the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from owlearn.data.augment import AugmentConfig, augment_batch
+from owlearn.data.dataset import UNLABELED, ImageDataset
+from owlearn.nets.network import to_float
+from owlearn.train import checkpoint as ckpt
+from owlearn.train.progress import TrainingProgress
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (stored with checkpoints and model files)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    warmup: float = 0.15
+    label_smoothing: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    channels_last: bool = True
+    eval_batch_size: int = 1024
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> TrainConfig:
+        return cls(**data)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_factor(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """Learning-rate multiplier at ``step``: one-cycle (linear warm-up, cosine decay), cosine or constant."""
+    t = min(step / max(total_steps, 1), 1.0)
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t))
+    if t < cfg.warmup:
+        return 0.04 + 0.96 * t / cfg.warmup
+    return 0.5 * (1 + math.cos(math.pi * (t - cfg.warmup) / (1 - cfg.warmup)))
+
+
+class Step:
+    """What an objective sees of one training step.
+
+    ``x`` is the augmented float batch, ``y`` its labels (``-1`` where unlabeled). ``features`` and
+    ``logits`` are computed on first use and shared by all objectives of the step.
+    """
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor,
+                 x_raw: torch.Tensor, generator: torch.Generator, epoch: int, step: int):
+        self.model, self.x, self.y, self.index, self.x_raw = model, x, y, index, x_raw
+        self.generator, self.epoch, self.step = generator, epoch, step
+        self._features: torch.Tensor | None = None
+        self._logits: torch.Tensor | None = None
+
+    @property
+    def features(self) -> torch.Tensor:
+        if self._features is None:
+            self._features = self.model.features(self.x)
+        return self._features
+
+    @property
+    def logits(self) -> torch.Tensor:
+        if self._logits is None:
+            self._logits = self.model.head(self.features)
+        return self._logits
+
+    @property
+    def labelled(self) -> torch.Tensor:
+        return self.y != UNLABELED
+
+
+class Objective(Protocol):
+    """A loss term: returns a scalar tensor to add to the loss (and a name for the progress log)."""
+
+    name: str
+
+    def __call__(self, step: Step) -> torch.Tensor: ...
+
+
+class CrossEntropy:
+    """Cross-entropy on the labelled images of the batch."""
+
+    name = "ce"
+
+    def __init__(self, label_smoothing: float = 0.0):
+        self.label_smoothing = label_smoothing
+
+    def __call__(self, step: Step) -> torch.Tensor:
+        mask = step.labelled
+        if bool(mask.all()):
+            return F.cross_entropy(step.logits, step.y, label_smoothing=self.label_smoothing)
+        if not bool(mask.any()):
+            return step.logits.sum() * 0.0
+        return F.cross_entropy(step.logits[mask], step.y[mask], label_smoothing=self.label_smoothing)
+
+
+class Hook:
+    """Callbacks at named points of :meth:`Trainer.fit`; override the ones you need."""
+
+    def on_fit_start(self, trainer: Trainer) -> None: ...
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None: ...
+    def on_after_backward(self, trainer: Trainer, step: Step) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict) -> None: ...
+    def on_fit_end(self, trainer: Trainer) -> None: ...
+
+
+HOOK_NAMES = ("on_fit_start", "on_epoch_start", "on_after_backward", "on_epoch_end", "on_fit_end")
+
+
+@dataclass
+class History:
+    """One dict of logs per finished epoch."""
+
+    epochs: list[dict] = field(default_factory=list)
+
+    @property
+    def last(self) -> dict:
+        return self.epochs[-1] if self.epochs else {}
+
+
+class Trainer:
+    """Trains a network (see :class:`owlearn.nets.Network`) on an :class:`ImageDataset`.
+
+    Parameters
+    ----------
+    model
+        A module with ``features(x)`` and ``head(features)``; ``forward`` = head(features).
+    config
+        Hyper-parameters; see :class:`TrainConfig`.
+    objectives
+        Loss terms summed each step; default ``[CrossEntropy(config.label_smoothing)]``.
+    hooks
+        Callbacks; see :class:`Hook`.
+    augment
+        Batched augmentation applied to every training batch.
+    checkpoint_dir
+        Where ``last.ckpt`` is written after every epoch (atomically); ``None`` disables checkpoints.
+    progress
+        Show a progress bar (loss, accuracy, images/s).
+
+    Examples
+    --------
+    >>> from owlearn.nets import Network, NetworkSpec
+    >>> ds = ImageDataset(torch.randint(0, 255, (64, 1, 8, 8), dtype=torch.uint8), torch.arange(64) % 2, ["a", "b"])
+    >>> net = Network(NetworkSpec("convnet", "linear", 2, (1, 8, 8)))
+    >>> history = Trainer(net, TrainConfig(epochs=1, batch_size=32), progress=False).fit(ds)
+    >>> sorted(history.last)[:3]
+    ['acc', 'epoch', 'images_per_s']
+    """
+
+    def __init__(self, model: nn.Module, config: TrainConfig | None = None, *,
+                 objectives: list[Objective] | None = None, hooks: list[Hook] | None = None,
+                 augment: AugmentConfig | None = None, checkpoint_dir: str | Path | None = None,
+                 progress: bool = True, extra_state: Callable[[], dict] | None = None):
+        self.config = config or TrainConfig()
+        self.device = resolve_device(self.config.device)
+        self.model = model.to(self.device)
+        if self.config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.objectives = objectives if objectives is not None else [CrossEntropy(self.config.label_smoothing)]
+        self.hooks = hooks or []
+        self.augment = augment or AugmentConfig()
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.progress = progress
+        self.optimizer = self._make_optimizer()
+        self.history = History()
+        self.global_step = 0
+        self.total_steps = 0
+
+    # -- set-up ---------------------------------------------------------------------------------------
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            if p.requires_grad:
+                # biases, norm scales and α of the L2 head are not weight-decayed
+                (no_decay if p.dim() <= 1 else decay).append(p)
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(groups, lr=cfg.lr)
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(groups, lr=cfg.lr)
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose sgd, adam or adamw")
+
+    def _call_hooks(self, name: str, *args) -> None:
+        for hook in self.hooks:
+            getattr(hook, name)(self, *args)
+
+    def _epoch_generator(self, epoch: int) -> torch.Generator:
+        # one independent stream per (seed, epoch): resuming at any epoch replays the same numbers
+        return torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def fit(self, train: ImageDataset, val: ImageDataset | None = None, *, resume: bool = False) -> History:
+        """Train for ``config.epochs`` epochs (continuing from the last checkpoint when ``resume``)."""
+        cfg = self.config
+        n = len(train)
+        if n == 0:
+            raise ValueError(f"{train.name or 'training set'} is empty")
+        batch = min(cfg.batch_size, n)
+        steps_per_epoch = n // batch  # drop the last partial batch: BatchNorm dislikes tiny batches
+        self.total_steps = steps_per_epoch * cfg.epochs
+        start_epoch = 0
+        if resume:
+            start_epoch = self._resume()
+        images = train.images.to(self.device)
+        labels = train.labels.to(self.device)
+        self._call_hooks("on_fit_start")
+        with TrainingProgress(enabled=self.progress, epochs=cfg.epochs, steps=steps_per_epoch) as bar:
+            for epoch in range(start_epoch, cfg.epochs):
+                bar.start_epoch(epoch)
+                logs = self._train_epoch(epoch, images, labels, batch, steps_per_epoch, bar)
+                if val is not None and len(val):
+                    logs["val_acc"] = evaluate_accuracy(self.model, val, cfg.eval_batch_size, self.device)
+                self.history.epochs.append(logs)
+                bar.end_epoch(logs)
+                self._call_hooks("on_epoch_end", epoch, logs)
+                if self.checkpoint_dir is not None:
+                    self.save_checkpoint(epoch)
+        self._call_hooks("on_fit_end")
+        return self.history
+
+    def _train_epoch(self, epoch: int, images: torch.Tensor, labels: torch.Tensor, batch: int,
+                     steps: int, bar: TrainingProgress) -> dict:
+        cfg = self.config
+        g = self._epoch_generator(epoch)
+        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))  # dropout & friends
+        order = torch.randperm(len(labels), generator=g).to(self.device)
+        self.model.train()
+        self._call_hooks("on_epoch_start", epoch)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        counted = 0
+        start = time.perf_counter()
+        for i in range(steps):
+            self.global_step = epoch * steps + i
+            lr = cfg.lr * lr_factor(cfg, self.global_step, self.total_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            index = order[i * batch:(i + 1) * batch]
+            x_raw = to_float(images[index])
+            x = augment_batch(x_raw, self.augment, g)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            step = Step(self.model, x, labels[index], index, x_raw, g, epoch, self.global_step)
+            loss = sum(objective(step) for objective in self.objectives)
+            if not torch.isfinite(loss):
+                where = f" Last good checkpoint: {self.checkpoint_path}" if self.checkpoint_dir else ""
+                raise TrainingDiverged(
+                    f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {i + 1}; try a lower "
+                    f"learning rate (now {lr:.3g}).{where}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self._call_hooks("on_after_backward", step)
+            self.optimizer.step()
+            loss_sum += loss.detach()
+            if step._logits is not None and bool(step.labelled.any()):
+                mask = step.labelled
+                correct += (step._logits.detach()[mask].argmax(1) == step.y[mask]).sum()
+                counted += int(mask.sum())
+            bar.advance(i + 1, loss_sum, i + 1, correct, counted, batch * (i + 1) / (time.perf_counter() - start))
+        seconds = time.perf_counter() - start
+        return {
+            "epoch": epoch + 1,
+            "loss": float(loss_sum) / max(steps, 1),
+            "acc": float(correct) / counted if counted else float("nan"),
+            "lr": lr if steps else cfg.lr,
+            "seconds": seconds,
+            "images_per_s": steps * batch / seconds if seconds > 0 else float("nan"),
+        }
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.checkpoint_dir / "last.ckpt" if self.checkpoint_dir else None
+
+    def save_checkpoint(self, epoch: int) -> Path:
+        """Write model, optimizer, epoch and history to ``checkpoint_dir/last.ckpt`` atomically."""
+        assert self.checkpoint_path is not None
+        ckpt.save(self.checkpoint_path, model=self.model, optimizer=self.optimizer,
+                  meta={"epoch": epoch + 1, "history": self.history.epochs, "config": self.config.to_json()})
+        return self.checkpoint_path
+
+    def _resume(self) -> int:
+        path = self.checkpoint_path
+        if path is None:
+            raise ValueError("resume needs a checkpoint directory")
+        if not path.exists():
+            raise FileNotFoundError(f"no checkpoint to resume from at {path}")
+        meta = ckpt.load(path, model=self.model, optimizer=self.optimizer)
+        saved = TrainConfig.from_json(meta["config"])
+        if (saved.epochs, saved.batch_size, saved.seed) != (self.config.epochs, self.config.batch_size,
+                                                             self.config.seed):
+            # a changed schedule cannot reproduce the uninterrupted run; say so instead of drifting
+            raise ValueError(f"{path} was written with epochs={saved.epochs}, batch_size={saved.batch_size}, "
+                             f"seed={saved.seed}; resume with the same settings")
+        self.history.epochs = list(meta["history"])
+        return int(meta["epoch"])
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, data: ImageDataset | torch.Tensor, batch_size: int = 1024,
+                   device: torch.device | str | None = None) -> torch.Tensor:
+    """Logits of every image, batched, in eval mode; returned on the CPU."""
+    return _batched(model, data, batch_size, device, lambda m, x: m(x))
+
+
+@torch.inference_mode()
+def extract_features(model: nn.Module, data: ImageDataset | torch.Tensor, batch_size: int = 1024,
+                     device: torch.device | str | None = None, embed: bool = False) -> torch.Tensor:
+    """Backbone features (or the head's embedding with ``embed=True``) of every image, on the CPU."""
+    return _batched(model, data, batch_size, device, (lambda m, x: m.embed(x)) if embed else
+                    (lambda m, x: m.features(x)))
+
+
+def _batched(model: nn.Module, data: ImageDataset | torch.Tensor, batch_size: int,
+             device: torch.device | str | None, fn: Callable) -> torch.Tensor:
+    images = data.images if isinstance(data, ImageDataset) else data
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for i in range(0, len(images), batch_size):
+            out.append(fn(model, to_float(images[i:i + batch_size].to(device))).float().cpu())
+    finally:
+        model.train(was_training)
+    if not out:
+        return torch.empty(0)
+    return torch.cat(out)
+
+
+def evaluate_accuracy(model: nn.Module, data: ImageDataset, batch_size: int = 1024,
+                      device: torch.device | str | None = None) -> float:
+    """Top-1 accuracy on the labelled images of ``data``."""
+    logits = predict_logits(model, data, batch_size, device)
+    mask = data.labels != UNLABELED
+    return float((logits[mask].argmax(1) == data.labels[mask]).float().mean())

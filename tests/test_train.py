@@ -1,0 +1,144 @@
+import pytest
+import torch
+
+from owlearn.data import ImageDataset
+from owlearn.data.augment import preset
+from owlearn.nets import Network, NetworkSpec
+from owlearn.train import CrossEntropy, Hook, TrainConfig, Trainer, TrainingDiverged, evaluate_accuracy
+from owlearn.train.loop import HOOK_NAMES, lr_factor
+
+
+def _blobs(n=192, seed=0):
+    """Three classes told apart by which image quadrant is bright: learnable in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 3
+    images = torch.randint(0, 60, (n, 1, 12, 12), dtype=torch.uint8, generator=g)
+    for k in range(3):
+        images[labels == k, :, (k // 2) * 6:(k // 2) * 6 + 6, (k % 2) * 6:(k % 2) * 6 + 6] += 150
+    return ImageDataset(images, labels, ["a", "b", "c"], name="blobs")
+
+
+def _net(seed=0):
+    torch.manual_seed(seed)
+    return Network(NetworkSpec("convnet", "l2softmax", 3, (1, 12, 12), backbone_args={"widths": (8, 16, 16, 32)}))
+
+
+def _config(**kw):
+    return TrainConfig(**{"epochs": 3, "batch_size": 32, "lr": 0.05, "seed": 3, **kw})
+
+
+def test_training_learns_a_separable_task():
+    data = _blobs()
+    net = _net()
+    history = Trainer(net, _config(epochs=4), progress=False).fit(data, data)
+    assert history.last["val_acc"] > 0.9
+    assert history.epochs[-1]["loss"] < history.epochs[0]["loss"]
+    assert {"epoch", "loss", "acc", "lr", "seconds", "images_per_s", "val_acc"} <= set(history.last)
+
+
+def test_same_seed_same_weights():
+    data = _blobs()
+    a, b = _net(), _net()
+    Trainer(a, _config(), augment=preset("digits"), progress=False).fit(data)
+    Trainer(b, _config(), augment=preset("digits"), progress=False).fit(data)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAfter(Hook):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch == self.epoch:
+            trainer.save_checkpoint(epoch)
+            raise _Interrupt
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    data = _blobs()
+    full = _net()
+    full_hist = Trainer(full, _config(), augment=preset("digits"), checkpoint_dir=tmp_path / "a",
+                        progress=False).fit(data)
+
+    first = _net()
+    with pytest.raises(_Interrupt):
+        Trainer(first, _config(), augment=preset("digits"), checkpoint_dir=tmp_path / "b",
+                hooks=[_StopAfter(0)], progress=False).fit(data)
+    resumed = _net(seed=99)  # different initial weights: everything must come from the checkpoint
+    hist = Trainer(resumed, _config(), augment=preset("digits"), checkpoint_dir=tmp_path / "b",
+                   progress=False).fit(data, resume=True)
+
+    assert [e["loss"] for e in hist.epochs] == [e["loss"] for e in full_hist.epochs]
+    for (name, p), q in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    data = _blobs()
+    Trainer(_net(), _config(epochs=1), checkpoint_dir=tmp_path, progress=False).fit(data)
+    with pytest.raises(ValueError, match="resume with the same settings"):
+        Trainer(_net(), _config(epochs=2, seed=4), checkpoint_dir=tmp_path, progress=False).fit(data, resume=True)
+
+
+def test_resume_without_checkpoint_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="last.ckpt"):
+        Trainer(_net(), _config(), checkpoint_dir=tmp_path, progress=False).fit(_blobs(), resume=True)
+
+
+class _ExplodeInEpoch:
+    name = "explode"
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def __call__(self, step):
+        return step.logits.sum() * (float("nan") if step.epoch == self.epoch else 0.0)
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
+    data = _blobs()
+    net = _net()
+    trainer = Trainer(net, _config(), objectives=[CrossEntropy(), _ExplodeInEpoch(1)], checkpoint_dir=tmp_path,
+                      progress=False)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, step 1.*last.ckpt"):
+        trainer.fit(data)
+    # the checkpoint of epoch 1 is intact and loads into a fresh network
+    again = _net(seed=5)
+    hist = Trainer(again, _config(epochs=3), checkpoint_dir=tmp_path, progress=False)
+    assert hist._resume() == 1
+
+
+def test_every_hook_fires_in_order():
+    calls = []
+
+    class Recorder(Hook):
+        def __getattribute__(self, name):
+            if name in HOOK_NAMES:
+                return lambda *a: calls.append(name)
+            return object.__getattribute__(self, name)
+
+    Trainer(_net(), _config(epochs=2), hooks=[Recorder()], progress=False).fit(_blobs(64))
+    assert set(calls) == set(HOOK_NAMES)
+    assert calls[0] == "on_fit_start" and calls[-1] == "on_fit_end"
+    assert calls.count("on_epoch_start") == 2 and calls.count("on_after_backward") == 4
+
+
+def test_unlabeled_images_are_ignored_by_cross_entropy():
+    data = _blobs()
+    labels = data.labels.clone()
+    labels[::2] = -1
+    half = ImageDataset(data.images, labels, data.class_names)
+    net = _net()
+    Trainer(net, _config(epochs=4), progress=False).fit(half)
+    assert evaluate_accuracy(net, data) > 0.9
+
+
+def test_onecycle_warms_up_then_decays():
+    cfg = TrainConfig(schedule="onecycle", warmup=0.2)
+    values = [lr_factor(cfg, s, 100) for s in range(101)]
+    assert values[0] < 0.1 and max(values) == pytest.approx(1.0, abs=1e-6)
+    assert values.index(max(values)) == 20 and values[-1] == pytest.approx(0.0, abs=1e-9)
