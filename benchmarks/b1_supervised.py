@@ -7,6 +7,7 @@ seconds and images/s. Full run: python benchmarks/b1_supervised.py ; smoke run: 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 
@@ -27,6 +28,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--heads", nargs="+", default=list(HEADS), choices=list(HEADS))
     p.add_argument("--budget-s", type=float, default=600.0, help="training time allowed per run")
+    p.add_argument("--save-models", type=Path, default=None,
+                   help="write each trained model here (B2 and B3 can reuse them instead of retraining)")
     args = p.parse_args()
     started = time.time()
     train, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
@@ -49,6 +52,8 @@ def main() -> None:
             history = train_model(model, train, config=cfg, augment=preset("fashion"), progress=False)
             train_s = time.perf_counter() - t0
             acc = held_out_accuracy(model, test)
+            if args.save_models:
+                model.save(args.save_models / f"fashion-convnet-{head}-seed{seed}.owl")
             runs.append({"seed": seed, "test_accuracy": acc, "train_seconds": train_s,
                          "images_per_s": sum(e["images_per_s"] for e in history.epochs) / len(history.epochs),
                          "within_budget": train_s <= args.budget_s,

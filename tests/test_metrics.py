@@ -28,9 +28,7 @@ def labels() -> tuple[np.ndarray, np.ndarray]:
 def test_accuracy_matches_sklearn_and_accepts_tensors(labels):
     y, pred = labels
     assert M.accuracy(y, pred) == pytest.approx(skm.accuracy_score(y, pred))
-    assert M.accuracy(torch.from_numpy(y), torch.from_numpy(pred)) == pytest.approx(
-        skm.accuracy_score(y, pred)
-    )
+    assert M.accuracy(torch.from_numpy(y), torch.from_numpy(pred)) == pytest.approx(skm.accuracy_score(y, pred))
     assert M.accuracy([1.0, 2.0], [1, 3]) == 0.5  # whole-number floats are labels too
 
 

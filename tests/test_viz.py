@@ -50,9 +50,7 @@ def test_confusion_matrix_many_classes_grows_and_accepts_str_path(tmp_path):
     k = 30  # above the 20 classes where cell values are written
     cm = rng.integers(0, 5, (k, k)) + np.diag(rng.integers(20, 50, k))
     cm[3] = 0  # a class without images must not divide by zero
-    out = viz.plot_confusion_matrix(
-        torch.tensor(cm), [f"class {i}" for i in range(k)], str(tmp_path / "cm.png")
-    )
+    out = viz.plot_confusion_matrix(torch.tensor(cm), [f"class {i}" for i in range(k)], str(tmp_path / "cm.png"))
     w, h = _assert_png(out, tmp_path / "cm.png")
     assert w > 1000 and h > 1000
 

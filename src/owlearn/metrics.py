@@ -495,9 +495,7 @@ def rejection_summary(in_accept_mask: Any, out_accept_mask: Any, in_correct: Any
 # --------------------------------------------------------------------------------------------------
 
 
-def hungarian_accuracy(
-    y_true: Any, clusters: Any, *, many_to_one: bool = False
-) -> tuple[float, dict[int, int]]:
+def hungarian_accuracy(y_true: Any, clusters: Any, *, many_to_one: bool = False) -> tuple[float, dict[int, int]]:
     """Clustering accuracy under the best matching of clusters to classes.
 
     Builds the contingency table ``W[c, k]`` = number of images of cluster ``c`` with class ``k`` and

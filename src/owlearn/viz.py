@@ -109,10 +109,12 @@ def plot_confusion_matrix(
     Examples
     --------
     >>> import numpy as np, tempfile, os
+    >>> tmp = tempfile.TemporaryDirectory()
     >>> out = plot_confusion_matrix(np.array([[5, 1], [2, 7]]), ["cat", "dog"],
-    ...                             os.path.join(tempfile.mkdtemp(), "cm.png"))
+    ...                             os.path.join(tmp.name, "cm.png"))
     >>> out.name
     'cm.png'
+    >>> tmp.cleanup()
     """
     counts = _to_numpy(cm).astype(np.float64)
     k = counts.shape[0]
@@ -144,9 +146,7 @@ def plot_confusion_matrix(
     if max(len(n) for n in names) <= 3 and k <= 30:
         ax.set_xticks(np.arange(k), labels=names, fontsize=tick_fs)  # short names fit upright
     elif k <= 20:
-        ax.set_xticks(
-            np.arange(k), labels=names, fontsize=tick_fs, rotation=45, ha="right", rotation_mode="anchor"
-        )
+        ax.set_xticks(np.arange(k), labels=names, fontsize=tick_fs, rotation=45, ha="right", rotation_mode="anchor")
     else:
         ax.set_xticks(np.arange(k), labels=names, fontsize=tick_fs, rotation=90)
     ax.set_yticks(np.arange(k), labels=names, fontsize=tick_fs)
@@ -197,9 +197,7 @@ def _stratified_indices(labels: np.ndarray, max_points: int, rng: np.random.Gene
     # Hand the leftover points to the labels with the largest fractional parts so the total is exact.
     for c in np.argsort(-(exact - quota), kind="stable")[: max_points - quota.sum()]:
         quota[c] += 1
-    picked = [
-        rng.choice(np.flatnonzero(inverse == c), size=q, replace=False) for c, q in enumerate(quota) if q
-    ]
+    picked = [rng.choice(np.flatnonzero(inverse == c), size=q, replace=False) for c, q in enumerate(quota) if q]
     return np.sort(np.concatenate(picked))
 
 
@@ -271,13 +269,15 @@ def plot_feature_map(
     Examples
     --------
     >>> import numpy as np, tempfile, os
+    >>> tmp = tempfile.TemporaryDirectory()
     >>> rng = np.random.default_rng(0)
     >>> x = np.concatenate([rng.normal(0, 1, (20, 8)), rng.normal(5, 1, (20, 8))])
     >>> y = np.repeat([0, 1], 20)
-    >>> out = plot_feature_map(x, y, ["a", "b"], os.path.join(tempfile.mkdtemp(), "map.png"), method="pca",
+    >>> out = plot_feature_map(x, y, ["a", "b"], os.path.join(tmp.name, "map.png"), method="pca",
     ...                        extra={"ood": rng.normal(10, 1, (5, 8))})
     >>> out.name
     'map.png'
+    >>> tmp.cleanup()
     """
     if method not in ("tsne", "pca"):
         raise ValueError(f"method must be 'tsne' or 'pca', got {method!r}")
@@ -405,9 +405,7 @@ def _curve_group(key: str) -> str | None:
     return None
 
 
-def plot_training_curves(
-    history: Sequence[Mapping[str, Any]], path: PathLike, title: str | None = None
-) -> Path:
+def plot_training_curves(history: Sequence[Mapping[str, Any]], path: PathLike, title: str | None = None) -> Path:
     """Plot losses, accuracies and (when logged) throughput and learning rate against the epoch.
 
     Keys are grouped by name into panels: anything containing ``loss``, anything containing ``acc``,
@@ -432,9 +430,11 @@ def plot_training_curves(
     Examples
     --------
     >>> import tempfile, os
+    >>> tmp = tempfile.TemporaryDirectory()
     >>> hist = [{"epoch": e, "loss": 1 / e, "acc": 1 - 0.5 / e, "val_acc": 1 - 0.6 / e} for e in (1, 2, 3)]
-    >>> plot_training_curves(hist, os.path.join(tempfile.mkdtemp(), "curves.png")).name
+    >>> plot_training_curves(hist, os.path.join(tmp.name, "curves.png")).name
     'curves.png'
+    >>> tmp.cleanup()
     """
     if not history:
         raise ValueError("history is empty")
@@ -526,10 +526,12 @@ def plot_score_histograms(
     Examples
     --------
     >>> import numpy as np, tempfile, os
+    >>> tmp = tempfile.TemporaryDirectory()
     >>> rng = np.random.default_rng(0)
     >>> plot_score_histograms(rng.normal(2, 1, 500), {"noise": rng.normal(0, 1, 300)},
-    ...                       os.path.join(tempfile.mkdtemp(), "h.png"), threshold=0.5).name
+    ...                       os.path.join(tmp.name, "h.png"), threshold=0.5).name
     'h.png'
+    >>> tmp.cleanup()
     """
     from owlearn.metrics import auroc
 
@@ -606,10 +608,12 @@ def plot_roc_curves(
     Examples
     --------
     >>> import numpy as np, tempfile, os
+    >>> tmp = tempfile.TemporaryDirectory()
     >>> rng = np.random.default_rng(0)
     >>> plot_roc_curves(rng.normal(2, 1, 500), {"noise": rng.normal(0, 1, 300)},
-    ...                 os.path.join(tempfile.mkdtemp(), "roc.png")).name
+    ...                 os.path.join(tmp.name, "roc.png")).name
     'roc.png'
+    >>> tmp.cleanup()
     """
     from sklearn.metrics import roc_curve
 
@@ -683,9 +687,11 @@ def contact_sheet(
     Examples
     --------
     >>> import numpy as np, tempfile, os
+    >>> tmp = tempfile.TemporaryDirectory()
     >>> imgs = np.random.default_rng(0).integers(0, 256, (6, 1, 28, 28), dtype=np.uint8)
-    >>> contact_sheet(imgs, os.path.join(tempfile.mkdtemp(), "sheet.png"), labels=list("abcdef")).name
+    >>> contact_sheet(imgs, os.path.join(tmp.name, "sheet.png"), labels=list("abcdef")).name
     'sheet.png'
+    >>> tmp.cleanup()
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -770,9 +776,11 @@ def plot_accuracy_over_experiences(
     Examples
     --------
     >>> import tempfile, os
+    >>> tmp = tempfile.TemporaryDirectory()
     >>> plot_accuracy_over_experiences({"finetune": [0.99, 0.6, 0.4], "replay": [0.99, 0.9, 0.85]},
-    ...                                os.path.join(tempfile.mkdtemp(), "cl.png")).name
+    ...                                os.path.join(tmp.name, "cl.png")).name
     'cl.png'
+    >>> tmp.cleanup()
     """
     if not results or all(len(v) == 0 for v in results.values()):
         raise ValueError("results is empty")
