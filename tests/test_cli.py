@@ -106,5 +106,8 @@ def test_demo_runs_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["known_classes"] == [str(d) for d in range(7)]
+    assert 0 <= summary["rejection"]["out_rejected"] <= 1 and 0.5 <= summary["rejection"]["auroc"] <= 1
+    assert [step.get("added") for step in summary["added_classes"]["steps"]] == [None, "7", "8", "9"]
+    assert summary["added_classes"]["steps"][-1]["classes"] == 10
     assert (tmp_path / "digits.owl").exists() and (tmp_path / "feature_map.png").exists()
     assert "Next:" in result.output

@@ -3,7 +3,11 @@
 1. Train on the digits 0-6 only; 7, 8 and 9 stay unknown.
 2. Evaluate on the known digits: accuracy, confusion matrix, a map of the feature space on which the
    unknown digits are drawn too.
-3. Save the model file and say what to try next.
+3. Refuse the unknown: a k-nearest-neighbour detector in feature space, its threshold calibrated on
+   held-out known digits for 95% acceptance (no example of the unknown is needed).
+4. Add 7, 8 and 9 without retraining: a Gaussian per class in feature space, new classes from their
+   feature statistics alone.
+5. Save the model file and say what to try next.
 """
 
 from __future__ import annotations
@@ -12,16 +16,23 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
 from rich.console import Console
 
+from owlearn import metrics, viz
 from owlearn._atomic import atomic_open
 from owlearn.api import build_model, train_model
 from owlearn.data.augment import preset
+from owlearn.data.dataset import ImageDataset
 from owlearn.data.sources import load_dataset
 from owlearn.evaluate import evaluate_model
+from owlearn.model import OwlModel
+from owlearn.space import GaussianClassifier, KNNDetector, calibrate
 from owlearn.train.loop import TrainConfig
 
 KNOWN = list(range(7))
+ACCEPT_RATE = 0.95
 
 
 def run_demo(out_dir: str | Path = "owlearn-demo", *, epochs: int = 30, seed: int = 0, progress: bool = True,
@@ -35,7 +46,10 @@ def run_demo(out_dir: str | Path = "owlearn-demo", *, epochs: int = 30, seed: in
     test_all = load_dataset("digits", "test")
     known_names = [train_all.class_names[c] for c in KNOWN]
     unknown_names = [n for n in train_all.class_names if n not in known_names]
-    train = train_all.select_classes(KNOWN).relabel(known_names)
+    # 15% of the known training digits are held out to calibrate the rejection threshold
+    known_all = train_all.select_classes(KNOWN).relabel(known_names)
+    calib_size = len(known_all) * 15 // 100
+    calib, train = known_all.random_split(calib_size, seed=seed)
 
     console.rule("[bold]1. Train on the digits 0-6; 7, 8 and 9 stay unknown")
     model = build_model(train, "convnet", "l2softmax", head_args={"alpha": 16.0}, seed=seed)
@@ -49,11 +63,18 @@ def run_demo(out_dir: str | Path = "owlearn-demo", *, epochs: int = 30, seed: in
                   f"({report['num_images']} test images); {report['unknown_images']} test images of "
                   f"{', '.join(unknown_names)} are unknown to the model.")
 
+    console.rule("[bold]3. Refuse what it has never seen")
+    rejection = _reject_unknown(model, train, calib, test_all, out, console)
+
+    console.rule("[bold]4. Add 7, 8 and 9 without retraining")
+    growth = _add_classes(model, train, train_all, test_all, unknown_names, console)
+
     model_path = model.save(out / "digits.owl")
     summary = {
         "known_classes": known_names, "unknown_classes": unknown_names,
-        "closed_set_accuracy": report["accuracy"], "seconds": time.perf_counter() - start,
-        "files": {**report["files"], "model": str(model_path)},
+        "closed_set_accuracy": report["accuracy"], "rejection": rejection, "added_classes": growth,
+        "seconds": time.perf_counter() - start,
+        "files": {**report["files"], "score_histogram": rejection.pop("file"), "model": str(model_path)},
     }
     with atomic_open(out / "summary.json", "w") as fh:
         json.dump(summary, fh, indent=2)
@@ -67,3 +88,54 @@ def run_demo(out_dir: str | Path = "owlearn-demo", *, epochs: int = 30, seed: in
                   f"  owlearn train --data fashion-mnist --epochs 10 --out fashion.owl\n"
                   f"  owlearn evaluate fashion.owl")
     return summary
+
+
+def _reject_unknown(model: OwlModel, train: ImageDataset, calib: ImageDataset, test: ImageDataset, out: Path,
+                    console: Console) -> dict:
+    """Fit a kNN detector on training features, calibrate it on held-out known digits, score the test set."""
+    aligned = test.relabel(model.class_names)
+    known = aligned.labels >= 0
+    detector = KNNDetector(n_neighbors=10).fit(model.features(train))
+    calibrate(detector, model.features(calib), accept_rate=ACCEPT_RATE)
+    scores = detector.score_samples(model.features(test))
+    known_scores, unknown_scores = scores[known.numpy()], scores[~known.numpy()]
+    accepted = scores >= detector.offset_
+    predicted = model.predict(aligned.subset(known)).labels
+    summary = metrics.rejection_summary(accepted[known.numpy()], accepted[~known.numpy()],
+                                        predicted == aligned.labels[known].numpy())
+    summary["auroc"] = metrics.auroc(known_scores, unknown_scores)
+    summary["file"] = str(viz.plot_score_histograms(
+        known_scores, {"unknown digits 7-9": unknown_scores}, out / "score_histogram.png",
+        threshold=detector.offset_, title="kNN novelty score: known vs unknown digits"))
+    console.print(f"Threshold set for {ACCEPT_RATE:.0%} acceptance on held-out known digits. On the test set: "
+                  f"known digits accepted [bold]{summary['in_accepted']:.1%}[/bold], unknown digits refused "
+                  f"[bold]{summary['out_rejected']:.1%}[/bold] (AUROC {summary['auroc']:.3f}); accuracy on the "
+                  f"accepted known digits {summary['accepted_accuracy']:.1%}.")
+    return summary
+
+
+def _add_classes(model: OwlModel, train: ImageDataset, train_all: ImageDataset, test_all: ImageDataset,
+                 new_names: list[str], console: Console) -> dict:
+    """Grow a Gaussian classifier in feature space by the unknown classes, one at a time."""
+    gaussian = GaussianClassifier().fit(model.features(train), train.labels.numpy(), class_names=model.class_names)
+    test_feats = model.features(test_all)
+    name_of = np.array(test_all.class_names)
+
+    def accuracy_on_known_classes() -> float:
+        names = np.array(gaussian.class_names_)
+        mask = np.isin(name_of[test_all.labels.numpy()], names)
+        predicted = names[gaussian.predict(test_feats[torch.from_numpy(mask)])]
+        return float((predicted == name_of[test_all.labels.numpy()][mask]).mean())
+
+    steps = [{"classes": len(gaussian.class_names_), "accuracy": accuracy_on_known_classes(), "seconds": 0.0}]
+    for name in new_names:
+        images = train_all.subset(train_all.labels == train_all.class_names.index(name))
+        t0 = time.perf_counter()
+        gaussian.add_class(model.features(images), name=name)  # features of the new class only, no gradient step
+        seconds = time.perf_counter() - t0
+        steps.append({"added": name, "images": len(images), "classes": len(gaussian.class_names_),
+                      "accuracy": accuracy_on_known_classes(), "seconds": seconds})
+        console.print(f"  added '{name}' from {len(images)} images in {seconds * 1000:.0f} ms: accuracy on the "
+                      f"{len(gaussian.class_names_)} classes known now [bold]{steps[-1]['accuracy']:.1%}[/bold]")
+    model.components["gaussian"] = gaussian
+    return {"steps": steps, "final_accuracy": steps[-1]["accuracy"]}
