@@ -14,7 +14,7 @@ from owlearn.cli import app, parse_classes
 runner = CliRunner()
 
 
-def _folder(root, per_class=12, size=16):
+def _folder(root, per_class=24, size=16):
     """An image folder of three easy classes: a bright bar that is horizontal, vertical or diagonal."""
     rng = np.random.default_rng(0)
     for name in ["diag", "horiz", "vert"]:
@@ -37,7 +37,8 @@ def trained(tmp_path_factory):
     data = _folder(tmp / "bars")
     model = tmp / "bars.owl"
     result = runner.invoke(app, ["train", "--data", str(data), "--out", str(model), "--epochs", "6",
-                                 "--batch-size", "12", "--no-progress", "--checkpoint-dir", str(tmp / "ckpt")])
+                                 "--batch-size", "12", "--no-progress", "--checkpoint-dir", str(tmp / "ckpt"),
+                                 "--detector", "knn", "--calibration-share", "0.25", "--accept-rate", "0.95"])
     assert result.exit_code == 0, result.output
     return tmp, data, model
 
@@ -56,7 +57,7 @@ def test_evaluate_writes_report_and_plots(trained):
                                  "--out-dir", str(out), "--feature-map", "pca"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["accuracy"] > 0.9 and metrics["num_images"] == 36
+    assert metrics["accuracy"] > 0.9 and metrics["num_images"] == 72
     for png in ["confusion_matrix.png", "feature_map.png", "training_curves.png"]:
         assert (out / png).stat().st_size > 1000
 
@@ -66,7 +67,8 @@ def test_predict_files_and_folders(trained):
     result = runner.invoke(app, ["predict", str(model), str(data / "vert"), "--json"])
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.output.splitlines()]
-    assert len(lines) == 12 and sum(line["class"] == "vert" for line in lines) >= 11
+    assert len(lines) == 24 and sum(line["class"] == "vert" for line in lines) >= 20
+    assert all("novelty_score" in line for line in lines)
     table = runner.invoke(app, ["predict", str(model), str(data / "horiz" / "0.png")])
     assert table.exit_code == 0 and "horiz" in table.output
 
@@ -75,8 +77,41 @@ def test_resume_continues_a_finished_run_without_training(trained):
     tmp, data, model = trained
     result = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp / "again.owl"), "--epochs", "6",
                                  "--batch-size", "12", "--no-progress", "--checkpoint-dir", str(tmp / "ckpt"),
+                                 "--detector", "knn", "--calibration-share", "0.25", "--accept-rate", "0.95",
                                  "--resume"])
     assert result.exit_code == 0, result.output
+
+
+def _unlike_bars(root, n=20, size=16):
+    """Images no bar model has seen: checkerboards and blobs, in one 'class' folder."""
+    rng = np.random.default_rng(1)
+    (root / "other").mkdir(parents=True)
+    for i in range(n):
+        if i % 2:
+            img = (np.indices((size, size)).sum(0) % 2 * 255).astype(np.uint8)
+        else:
+            img = np.zeros((size, size), np.uint8)
+            cy, cx = rng.integers(4, 12, 2)
+            img[max(cy - 3, 0):cy + 3, max(cx - 3, 0):cx + 3] = 255
+        Image.fromarray(img).save(root / "other" / f"{i}.png")
+    return root
+
+
+def test_unknown_images_are_refused_and_evaluated(trained):
+    tmp, data, model = trained
+    ood = _unlike_bars(tmp / "ood")
+    result = runner.invoke(app, ["predict", str(model), str(ood), "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert sum(line["class"] == "unknown" for line in lines) >= 15
+    out = tmp / "eval-ood"
+    result = runner.invoke(app, ["evaluate", str(model), "--data", str(data), "--split", "train", "--out-dir",
+                                 str(out), "--feature-map", "pca", "--ood", str(ood), "--ood-split", "train"])
+    assert result.exit_code == 0, result.output
+    ood_metrics = json.loads((out / "ood_metrics.json").read_text())
+    (name, r), = ood_metrics["ood"].items()
+    assert r["auroc"] > 0.9 and r["out_rejected"] >= 0.75
+    assert (out / "roc_curves.png").exists() and (out / "score_histograms.png").exists()
 
 
 def test_bad_model_file_is_one_clear_line(tmp_path):

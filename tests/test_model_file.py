@@ -170,3 +170,23 @@ def test_predict_accepts_datasets_and_files(tmp_path):
     Image.fromarray(np.full((40, 30), 255, np.uint8)).save(tmp_path / "white.png")
     pred = model.predict([tmp_path / "white.png"])
     assert len(pred.names) == 1 and pred.names[0] in model.class_names
+
+
+@pytest.mark.parametrize("detector", ["knn", "lof", "mahalanobis", "vim", "msp", "energy"])
+def test_detector_round_trip_keeps_scores_identical(tmp_path, detector):
+    model = _model("linear" if detector == "vim" else "l2softmax")
+    g = torch.Generator().manual_seed(0)
+    train = ImageDataset(torch.randint(0, 256, (120, 1, 10, 10), dtype=torch.uint8, generator=g),
+                         torch.arange(120) % 4, model.class_names)
+    calib = ImageDataset(torch.randint(0, 256, (40, 1, 10, 10), dtype=torch.uint8, generator=g),
+                         torch.arange(40) % 4, model.class_names)
+    model.fit_detector(train, calib, detector, accept_rate=0.9)
+    images = torch.randint(0, 256, (25, 1, 10, 10), dtype=torch.uint8, generator=g)
+    before = model.predict(images)
+    loaded = OwlModel.load(model.save(tmp_path / "m.owl"))
+    after = loaded.predict(images)
+    assert np.array_equal(before.scores, after.scores)
+    assert np.array_equal(before.accepted, after.accepted) and before.names == after.names
+    assert loaded.detector.offset_ == model.detector.offset_
+    # calibration: at least 90% of the calibration images are accepted
+    assert model.predict(calib).accepted.mean() >= 0.9

@@ -28,9 +28,17 @@ def test_simplenet_is_the_write_up_network():
 def test_l2_softmax_puts_features_on_a_sphere_of_radius_alpha():
     head = L2SoftmaxHead(16, 4, alpha=5.0)
     f = torch.randn(10, 16) * 7
-    scaled = head.alpha * head.embed(f)
+    scaled = head.embed(f)
     assert torch.allclose(scaled.norm(dim=1), torch.full((10,), 5.0))
     assert torch.allclose(head(f), head.fc(scaled))
+
+
+@pytest.mark.parametrize("head", ["linear", "l2softmax", "cosine"])
+def test_logits_are_one_linear_map_of_the_embedding(head):
+    net = Network(NetworkSpec("convnet", head, 5, (1, 16, 16))).eval()
+    x = torch.rand(4, 1, 16, 16)
+    W, b = net.head.last_layer()
+    assert torch.allclose(net(x), net.embed(x) @ W.T + b, atol=1e-5)
 
 
 def test_learned_alpha_is_a_parameter():

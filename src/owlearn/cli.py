@@ -74,6 +74,14 @@ def train(
     weight_decay: float = typer.Option(5e-4, min=0.0, help="Weight decay of conv/linear weights."),
     schedule: str = typer.Option("onecycle", help="onecycle, cosine or constant."),
     augment: str = typer.Option("auto", help="Augmentation preset: auto, none, digits, fashion, cifar, iic."),
+    detector: str = typer.Option(
+        "knn", help="Outlier detector that lets the model answer 'unknown': knn, lof, mahalanobis, vim, msp, "
+                    "energy, or none."),
+    accept_rate: float = typer.Option(
+        0.99, min=0.5, max=1.0, help="Share of known-class images the detector must accept (calibrated on "
+                                     "held-out training images)."),
+    calibration_share: float = typer.Option(
+        0.05, min=0.0, max=0.5, help="Share of the training set held out to calibrate the detector."),
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and augmentation."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 …"),
     checkpoint_dir: Path | None = typer.Option(None, help="Write a checkpoint here after every epoch."),
@@ -96,6 +104,12 @@ def train(
         train_set = train_set.select_classes(chosen).relabel(names)
     if resume and checkpoint_dir is None:
         raise typer.BadParameter("--resume needs --checkpoint-dir")
+    calibration = None
+    if detector != "none":
+        if calibration_share <= 0:
+            raise typer.BadParameter("a detector needs held-out images: set --calibration-share above 0")
+        # images the network never trains on, so that the threshold is not set on memorised data
+        calibration, train_set = train_set.random_split(max(1, int(len(train_set) * calibration_share)), seed=seed)
     head_args = {"alpha": alpha, "learn_alpha": learn_alpha} if head == "l2softmax" else {}
     model = build_model(train_set, backbone, head, head_args=head_args, seed=seed)
     aug = preset(_auto_augment(data) if augment == "auto" else augment)
@@ -105,6 +119,10 @@ def train(
                   f"{train_set.num_classes} classes) for {epochs} epochs")
     train_model(model, train_set, config=config, augment=aug, checkpoint_dir=checkpoint_dir, resume=resume,
                 progress=progress)
+    if calibration is not None:
+        console.print(f"Fitting the {detector} detector; threshold for {accept_rate:.1%} acceptance on "
+                      f"{len(calibration):,} held-out images")
+        model.fit_detector(train_set, calibration, detector, accept_rate=accept_rate)
     if test_set is not None:
         acc = held_out_accuracy(model, test_set)
         model.info["test_accuracy"] = acc
@@ -138,6 +156,10 @@ def evaluate(
     split: str = typer.Option("test", help="Which split to evaluate on."),
     out_dir: Path = typer.Option(Path("owlearn-eval"), help="Where to write metrics.json and the plots."),
     feature_map: str = typer.Option("tsne", help="2-D map of the feature space: tsne, pca or none."),
+    ood: list[str] = typer.Option(
+        [], "--ood", help="Out-of-distribution dataset(s) the model should refuse (repeat the option); "
+                          "needs a model with a detector."),
+    ood_split: str = typer.Option("test", help="Split of the --ood datasets."),
     max_points: int = typer.Option(2000, help="Points drawn on the feature map."),
     data_dir: Path | None = DATA_DIR_OPTION,
     download: bool = typer.Option(False, help="Download the dataset if it is not found."),
@@ -149,12 +171,29 @@ def evaluate(
     model = OwlModel.load(model_path)
     name = data or _dataset_of(model)
     dataset = _load(name, split, data_dir, download)
-    summary = evaluate_model(model, dataset, out_dir, feature_map=feature_map, max_points=max_points)  # type: ignore[arg-type]
+    ood_sets = {o: _load(o, ood_split, data_dir, download) for o in ood}
+    summary = evaluate_model(model, dataset, out_dir, feature_map=feature_map,  # type: ignore[arg-type]
+                             max_points=max_points, extra=ood_sets or None)
     console.print(summary["report"])
     console.print(f"accuracy [bold]{summary['accuracy']:.4f}[/bold] on {summary['num_images']:,} images")
     if summary["unknown_images"]:
         console.print(f"{summary['unknown_images']:,} images of classes the model does not know were left out")
-    for kind, path in summary["files"].items():
+    files = dict(summary["files"])
+    if ood_sets:
+        from owlearn.evaluate import evaluate_rejection
+
+        rejection = evaluate_rejection(model, dataset, ood_sets, out_dir)
+        table = Table(title=f"Refusing the unknown ({rejection['detector'].get('detector')}, threshold for "
+                            f"{rejection['detector'].get('accept_rate', 0):.1%} acceptance)")
+        for col in ["OOD dataset", "AUROC", "FPR@95%TPR", "in-dist accepted", "OOD rejected", "acc. on accepted"]:
+            table.add_column(col, justify="right" if col != "OOD dataset" else "left")
+        for name, r in rejection["ood"].items():
+            table.add_row(name, f"{r['auroc']:.4f}", f"{r['fpr_at_95_tpr']:.2%}", f"{r['in_accepted']:.2%}",
+                          f"{r['out_rejected']:.2%}", f"{r['accepted_accuracy']:.2%}")
+        console.print(table)
+        files.update(rejection["files"])
+        files["ood_metrics"] = str(Path(out_dir) / "ood_metrics.json")
+    for kind, path in files.items():
         console.print(f"{kind.replace('_', ' ')}: {path}")
     console.print(f"metrics: {Path(out_dir) / 'metrics.json'}")
 
@@ -184,22 +223,35 @@ def predict(
         raise typer.BadParameter("no image files found in the given paths")
     pred = model.predict(files)
     k = min(top_k, len(model.class_names))
+    has_detector = pred.scores is not None
     if as_json:
-        for f, probs in zip(files, pred.probabilities):
+        for i, (f, probs) in enumerate(zip(files, pred.probabilities)):
             order = probs.argsort()[::-1][:k]
-            print(json.dumps({"file": str(f), "class": model.class_names[order[0]],
-                              "top": [{"class": model.class_names[i], "p": round(float(probs[i]), 5)} for i in order]}))
+            line = {"file": str(f), "class": pred.names[i],
+                    "top": [{"class": model.class_names[j], "p": round(float(probs[j]), 5)} for j in order]}
+            if has_detector:
+                line |= {"known": bool(pred.accepted[i]), "novelty_score": round(float(pred.scores[i]), 5)}
+            print(json.dumps(line))
         return
     table = Table(title=f"{model_path.name}: {len(files)} image(s)")
     table.add_column("image")
-    table.add_column("class", style="bold")
+    table.add_column("answer", style="bold")
     table.add_column("confidence", justify="right")
+    if has_detector:
+        table.add_column("novelty score", justify="right")
     table.add_column(f"top {k}")
-    for f, probs in zip(files, pred.probabilities):
+    for i, (f, probs) in enumerate(zip(files, pred.probabilities)):
         order = probs.argsort()[::-1][:k]
-        table.add_row(str(f), model.class_names[order[0]], f"{probs[order[0]]:.3f}",
-                      ", ".join(f"{model.class_names[i]} {probs[i]:.2f}" for i in order))
+        answer = pred.names[i] if pred.labels[i] >= 0 else f"[red]{pred.names[i]}[/red]"
+        row = [str(f), answer, f"{probs[order[0]]:.3f}"]
+        if has_detector:
+            row.append(f"{pred.scores[i]:.3f}")
+        row.append(", ".join(f"{model.class_names[j]} {probs[j]:.2f}" for j in order))
+        table.add_row(*row)
     console.print(table)
+    if has_detector:
+        console.print(f"'unknown': novelty score below the threshold {model.detector.offset_:.3f} "
+                      f"({model.info.get('rejection', {}).get('detector', 'detector')})")
 
 
 @app.command()

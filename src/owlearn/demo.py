@@ -28,7 +28,7 @@ from owlearn.data.dataset import ImageDataset
 from owlearn.data.sources import load_dataset
 from owlearn.evaluate import evaluate_model
 from owlearn.model import OwlModel
-from owlearn.space import GaussianClassifier, KNNDetector, calibrate
+from owlearn.space import GaussianClassifier
 from owlearn.train.loop import TrainConfig
 
 KNOWN = list(range(7))
@@ -92,21 +92,17 @@ def run_demo(out_dir: str | Path = "owlearn-demo", *, epochs: int = 30, seed: in
 
 def _reject_unknown(model: OwlModel, train: ImageDataset, calib: ImageDataset, test: ImageDataset, out: Path,
                     console: Console) -> dict:
-    """Fit a kNN detector on training features, calibrate it on held-out known digits, score the test set."""
+    """Give the model a kNN detector calibrated on held-out known digits; see what it refuses in the test set."""
+    model.fit_detector(train, calib, "knn", accept_rate=ACCEPT_RATE, n_neighbors=10)
     aligned = test.relabel(model.class_names)
-    known = aligned.labels >= 0
-    detector = KNNDetector(n_neighbors=10).fit(model.features(train))
-    calibrate(detector, model.features(calib), accept_rate=ACCEPT_RATE)
-    scores = detector.score_samples(model.features(test))
-    known_scores, unknown_scores = scores[known.numpy()], scores[~known.numpy()]
-    accepted = scores >= detector.offset_
-    predicted = model.predict(aligned.subset(known)).labels
-    summary = metrics.rejection_summary(accepted[known.numpy()], accepted[~known.numpy()],
-                                        predicted == aligned.labels[known].numpy())
-    summary["auroc"] = metrics.auroc(known_scores, unknown_scores)
+    known = (aligned.labels >= 0).numpy()
+    pred = model.predict(test)
+    summary = metrics.rejection_summary(pred.accepted[known], pred.accepted[~known],
+                                        pred.nearest[known] == aligned.labels.numpy()[known])
+    summary["auroc"] = metrics.auroc(pred.scores[known], pred.scores[~known])
     summary["file"] = str(viz.plot_score_histograms(
-        known_scores, {"unknown digits 7-9": unknown_scores}, out / "score_histogram.png",
-        threshold=detector.offset_, title="kNN novelty score: known vs unknown digits"))
+        pred.scores[known], {"unknown digits 7-9": pred.scores[~known]}, out / "score_histogram.png",
+        threshold=model.detector.offset_, title="kNN novelty score: known vs unknown digits"))
     console.print(f"Threshold set for {ACCEPT_RATE:.0%} acceptance on held-out known digits. On the test set: "
                   f"known digits accepted [bold]{summary['in_accepted']:.1%}[/bold], unknown digits refused "
                   f"[bold]{summary['out_rejected']:.1%}[/bold] (AUROC {summary['auroc']:.3f}); accuracy on the "

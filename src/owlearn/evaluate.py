@@ -63,6 +63,45 @@ def evaluate_model(model: OwlModel, data: ImageDataset, out_dir: str | Path | No
     return summary
 
 
+def evaluate_rejection(model: OwlModel, data: ImageDataset, ood: dict[str, ImageDataset],
+                       out_dir: str | Path | None = None) -> dict:
+    """How well the model's detector tells ``data`` (its own classes) from each ``ood`` dataset.
+
+    Per OOD set: AUROC, FPR at 95% TPR, share of in-distribution accepted, share of OOD rejected and
+    accuracy on the accepted in-distribution images, at the model's calibrated threshold. With
+    ``out_dir``: ``ood_metrics.json``, ``score_histograms.png`` and ``roc_curves.png``.
+    """
+    if model.detector is None:
+        raise ValueError("the model has no outlier detector: train it with --detector (e.g. knn) or add one "
+                         "with OwlModel.fit_detector")
+    aligned = data.relabel(model.class_names)
+    known = aligned.labels != UNLABELED
+    pred_in = model.predict(aligned.subset(known))
+    correct = pred_in.nearest == aligned.labels[known].numpy()
+    results: dict = {"in_distribution": data.name, "detector": model.info.get("rejection", {}),
+                     "closed_set_accuracy": float(correct.mean()), "ood": {}}
+    ood_scores = {}
+    for name, ds in ood.items():
+        pred_out = model.predict(ds)
+        ood_scores[name] = pred_out.scores
+        summary = metrics.rejection_summary(pred_in.accepted, pred_out.accepted, correct)
+        summary["auroc"] = metrics.auroc(pred_in.scores, pred_out.scores)
+        summary["fpr_at_95_tpr"] = metrics.fpr_at_tpr(pred_in.scores, pred_out.scores, 0.95)
+        results["ood"][name] = summary
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        threshold = float(model.detector.offset_)
+        results["files"] = {
+            "score_histograms": str(viz.plot_score_histograms(pred_in.scores, ood_scores, out / "score_histograms.png",
+                                                              threshold=threshold)),
+            "roc_curves": str(viz.plot_roc_curves(pred_in.scores, ood_scores, out / "roc_curves.png")),
+        }
+        with atomic_open(out / "ood_metrics.json", "w") as fh:
+            json.dump(results, fh, indent=2)
+    return results
+
+
 def held_out_accuracy(model: OwlModel, data: ImageDataset) -> float:
     """Accuracy on the images of ``data`` whose class the model knows."""
     aligned = data.relabel(model.class_names)

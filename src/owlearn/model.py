@@ -23,17 +23,36 @@ from owlearn.nets.network import Network, NetworkSpec
 from owlearn.preprocess import Preprocessing, load_images
 from owlearn.train.loop import extract_features, predict_logits
 
+UNKNOWN = "unknown"
+"""The name a prediction gets when the model's outlier detector refuses the image."""
+
 
 @dataclass
 class Prediction:
     """What the model says about a batch of images.
 
-    ``labels`` are class indices, ``names`` their class names, ``probabilities`` ``(N, K)``.
+    Attributes
+    ----------
+    labels
+        Class index of each image, or ``-1`` where the model's detector refused it.
+    names
+        Class name of each image, or ``"unknown"`` where refused.
+    probabilities
+        Softmax over the known classes, ``(N, K)``.
+    nearest
+        The most probable known class, refused or not.
+    scores
+        Novelty score of each image (higher = more like the training data), ``None`` without a detector.
+    accepted
+        Whether the detector accepts each image (all ``True`` without a detector).
     """
 
     labels: np.ndarray
     names: list[str]
     probabilities: np.ndarray
+    nearest: np.ndarray
+    scores: np.ndarray | None = None
+    accepted: np.ndarray | None = None
 
     @property
     def confidence(self) -> np.ndarray:
@@ -88,14 +107,67 @@ class OwlModel:
         return predict_logits(self.network, self.as_batch(images), batch_size)
 
     def features(self, images, batch_size: int = 1024, embed: bool = True) -> torch.Tensor:
-        """Feature vectors; ``embed=True`` gives the head's view (normalised for L2-softmax heads)."""
+        """Feature vectors; ``embed=True`` (default) gives what the last linear layer reads, the space
+        the detectors work in (on the sphere of radius α for an L2-softmax head)."""
         return extract_features(self.network, self.as_batch(images), batch_size, embed=embed)
 
+    def outputs(self, images, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embedding and logits of every image from one forward pass, on the CPU."""
+        batch = self.as_batch(images)
+        head = self.network.head
+        emb = extract_features(self.network, batch, batch_size, embed=True)
+        W, b = head.last_layer()
+        return emb, emb @ W.cpu().T + b.cpu()  # every head ends in this linear map (see nets.heads)
+
+    @property
+    def detector(self):
+        """The fitted outlier detector, or ``None``."""
+        return self.components.get("detector")
+
     def predict(self, images, batch_size: int = 1024) -> Prediction:
-        """Class, class name and probabilities of every image."""
-        probs = torch.softmax(self.logits(images, batch_size), dim=1).numpy()
-        labels = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
-        return Prediction(labels, [self.class_names[i] for i in labels], probs)
+        """Class (or ``unknown``), probabilities, novelty score and verdict of every image."""
+        emb, logits = self.outputs(images, batch_size)
+        probs = torch.softmax(logits, dim=1).numpy()
+        nearest = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
+        scores = accepted = None
+        labels = nearest
+        if self.detector is not None and len(probs):
+            scores = self.detector.score_samples(emb, logits)
+            accepted = scores >= self.detector.offset_
+            labels = np.where(accepted, nearest, -1)
+        names = [self.class_names[i] if i >= 0 else UNKNOWN for i in labels]
+        return Prediction(labels, names, probs, nearest, scores, accepted)
+
+    def fit_detector(self, train: ImageDataset, calibration: ImageDataset, detector: str = "knn", *,
+                     accept_rate: float = 0.99, **params: Any):
+        """Fit an outlier detector on ``train``'s features and set its threshold on ``calibration``.
+
+        ``calibration`` holds known-class images the network was not trained on; the threshold is
+        set so that ``accept_rate`` of them are accepted — no example of the unknown is needed.
+        The detector becomes part of the model (saved with it) and :meth:`predict` uses it.
+        """
+        from owlearn.space import calibrate, make_detector
+
+        if detector in ("knn", "lof") and "n_neighbors" not in params:
+            # the k-th neighbour must lie in the image's own class: k=50 (kNN) and 20 (LOF) are the papers'
+            # choices for thousands of images per class; small classes need a smaller k
+            smallest = int(torch.bincount(train.labels[train.labels >= 0]).clamp_min(1).min()) if len(train) else 1
+            params["n_neighbors"] = max(1, min(50 if detector == "knn" else 20, smallest // 4))
+        emb, logits = self.outputs(train)
+        det = make_detector(detector, **params)
+        if detector == "vim":
+            W, b = self.network.head.last_layer()
+            det.fit(emb, W=W.cpu(), b=b.cpu())
+        else:
+            labels = train.relabel(self.class_names).labels.numpy() if detector == "mahalanobis" else None
+            det.fit(emb, labels=labels, logits=logits)
+        cal_emb, cal_logits = self.outputs(calibration)
+        calibrate(det, cal_emb, cal_logits, accept_rate=accept_rate)
+        self.components["detector"] = det
+        self.info["rejection"] = {"detector": detector, "params": params, "accept_rate": accept_rate,
+                                  "fit_images": len(train), "calibration_images": len(calibration),
+                                  "threshold": float(det.offset_)}
+        return det
 
     # -- files ----------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -1,7 +1,10 @@
 """Classification heads: features ``(N, D)`` → logits ``(N, K)``.
 
-A head also says which vector represents an image in feature space (``embed``): the L2-constrained
-and cosine heads classify on the unit sphere, so their embedding is the normalised feature.
+Every head ends in one linear map, ``logits = embed(features) @ W.T + b``. ``embed`` is the vector
+that map reads — the backbone features for a plain softmax, the features on the sphere of radius α
+for the L2-constrained softmax, the unit-normalised features for the cosine head — and it is the
+feature space owlearn's outlier detectors and Gaussian classifiers work in. ``last_layer`` returns
+``(W, b)``, which ViM needs.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ class LinearHead(nn.Module):
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         return features
 
+    def last_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.fc.weight.detach(), self.fc.bias.detach()
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc(features)
 
@@ -43,7 +49,7 @@ class L2SoftmaxHead(nn.Module):
     --------
     >>> head = L2SoftmaxHead(50, 10, alpha=16.0)
     >>> head.embed(torch.randn(3, 50)).norm(dim=1)
-    tensor([1.0000, 1.0000, 1.0000])
+    tensor([16.0000, 16.0000, 16.0000])
     """
 
     def __init__(self, feature_dim: int, num_classes: int, alpha: float = 16.0, learn_alpha: bool = False):
@@ -56,10 +62,13 @@ class L2SoftmaxHead(nn.Module):
             self.register_buffer("alpha", alpha_t)
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
-        return F.normalize(features, dim=1)
+        return self.alpha * F.normalize(features, dim=1)
+
+    def last_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.fc.weight.detach(), self.fc.bias.detach()
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.alpha * F.normalize(features, dim=1))
+        return self.fc(self.embed(features))
 
 
 class CosineHead(nn.Module):
@@ -73,8 +82,12 @@ class CosineHead(nn.Module):
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         return F.normalize(features, dim=1)
 
+    def last_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = self.scale * F.normalize(self.weight.detach(), dim=1)
+        return weight, torch.zeros(weight.shape[0], device=weight.device)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.scale * F.normalize(features, dim=1) @ F.normalize(self.weight, dim=1).T
+        return self.embed(features) @ (self.scale * F.normalize(self.weight, dim=1)).T
 
 
 HEADS: dict[str, type[nn.Module]] = {"linear": LinearHead, "l2softmax": L2SoftmaxHead, "cosine": CosineHead}

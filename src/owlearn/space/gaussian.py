@@ -1,0 +1,345 @@
+"""One Gaussian per class with a shared covariance: classify, measure distance, and grow by classes.
+
+This is linear discriminant analysis written around *sufficient statistics* (per class: count, sum
+and within-class scatter), as in Lee et al. 2018, "A simple unified framework for detecting
+out-of-distribution samples and adversarial attacks". Because the statistics add up, a class can be
+added, extended or removed later from its own features alone, and the result equals a fresh fit on
+all the data: the network never has to be retrained to learn a new class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal, Self
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from owlearn.space._state import StateMixin, as_features, as_labels, check_fitted
+
+__all__ = ["GaussianClassifier", "oas_shrinkage"]
+
+_FLOOR = 1e-9
+"""Ridge added to the shrunk covariance, relative to its mean variance ``trace(S) / D``.
+
+It keeps the Cholesky factor defined when ``S`` is singular (fewer samples than features, duplicated
+features) even with ``shrinkage=0``; at 1e-9 it changes no prediction on well-conditioned data.
+"""
+
+
+def oas_shrinkage(covariance: torch.Tensor, n_samples: int) -> float:
+    """Oracle Approximating Shrinkage intensity (Chen et al. 2010) of an empirical covariance.
+
+    Exactly :func:`sklearn.covariance.oas`'s formula: with ``p`` features, ``mu = trace(S) / p`` and
+    ``alpha = mean(S ** 2)``, the intensity is
+    ``min(1, (alpha + mu**2) / ((n + 1) * (alpha - mu**2 / p)))`` (1 when the denominator is 0,
+    0 when ``p == 1``). It needs only ``S`` and ``n``, so it can be recomputed from sufficient
+    statistics after every update, unlike Ledoit-Wolf, which needs fourth moments of the data.
+
+    Examples
+    --------
+    >>> import torch
+    >>> round(oas_shrinkage(torch.eye(3, dtype=torch.float64), n_samples=100), 3)
+    1.0
+    """
+    p = covariance.shape[0]
+    if p == 1:
+        return 0.0
+    alpha = float(covariance.square().mean())
+    mu = float(torch.diagonal(covariance).sum()) / p
+    num = alpha + mu**2
+    den = (n_samples + 1) * (alpha - mu**2 / p)
+    return 1.0 if den == 0 else min(num / den, 1.0)
+
+
+def _class_stats(X: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """Count, sum and scatter ``sum (x - mean)(x - mean)^T`` of one class's float64 features."""
+    mean = X.mean(0)
+    centred = X - mean  # two-pass: no cancellation from sum(x x^T) - n mean mean^T
+    return X.shape[0], X.sum(0), centred.T @ centred
+
+
+class GaussianClassifier(StateMixin, ClassifierMixin, BaseEstimator):
+    """Class-conditional Gaussians with one shared covariance (LDA) that can grow by classes.
+
+    Each class ``k`` has mean ``mu_k`` and prior ``n_k / N``; all share the covariance ``Sigma``.
+    The discriminant is ``-1/2 (x - mu_k)^T Sigma^-1 (x - mu_k) + log(n_k / N)``; ``predict_proba``
+    is its softmax, so predictions equal scikit-learn's ``LinearDiscriminantAnalysis``.
+
+    ``Sigma`` is shrunk towards a scaled identity: with ``S = W / N`` the pooled within-class
+    scatter ``W`` over the number of samples ``N`` (the maximum-likelihood covariance of the
+    class-centred features), ``Sigma = (1 - rho) S + rho mu I + 1e-9 mu I`` with ``mu = trace(S)/D``.
+    The last term is a tiny floor so that a singular ``S`` still has a Cholesky factor.
+
+    Parameters
+    ----------
+    shrinkage
+        ``rho``: a float in ``[0, 1]``, or ``"auto"`` (default): the Oracle Approximating Shrinkage
+        intensity of ``S`` with ``n = N`` — the value ``sklearn.covariance.OAS(assume_centered=True)``
+        finds on the class-centred training features (see :func:`oas_shrinkage`). It is a function
+        of ``W`` and ``N`` only, so :meth:`add_class`, :meth:`update_class` and
+        :meth:`remove_class` recompute it and stay equal to a refit.
+    store_class_scatter
+        Keep each class's ``D x D`` scatter (``K D^2`` floats) so that :meth:`remove_class` can
+        subtract it exactly. ``False`` keeps only the pooled scatter and disables removal.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (K,)
+        Integer labels of the known classes.
+    class_names_ : list of str
+        Name of each class, aligned with ``classes_``.
+    counts_, sums_, scatter_
+        Sufficient statistics: samples per class ``(K,)``, per-class feature sums ``(K, D)``, pooled
+        within-class scatter ``(D, D)``; ``class_scatters_`` ``(K, D, D)`` when stored.
+    means_, priors_, covariance_, cholesky_
+        Class means, class priors, the shrunk covariance and its lower Cholesky factor.
+    shrinkage_ : float
+        The ``rho`` in use.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(0, 1, (50, 4)), rng.normal(5, 1, (50, 4))])
+    >>> y = np.repeat([0, 1], 50)
+    >>> clf = GaussianClassifier().fit(X, y, class_names=["cat", "dog"])
+    >>> clf.predict(np.array([[0.0, 0, 0, 0], [5, 5, 5, 5]])).tolist()
+    [0, 1]
+    >>> clf.add_class(rng.normal(-5, 1, (20, 4)), name="owl")
+    2
+    >>> clf.class_names_
+    ['cat', 'dog', 'owl']
+    >>> clf.predict(np.full((1, 4), -5.0)).tolist()
+    [2]
+    """
+
+    _array_attrs: ClassVar[tuple[str, ...]] = (
+        "classes_", "counts_", "sums_", "scatter_", "class_scatters_",
+        "means_", "priors_", "covariance_", "cholesky_",
+    )
+    _json_attrs: ClassVar[tuple[str, ...]] = ("class_names_", "shrinkage_", "n_features_in_")
+
+    def __init__(self, shrinkage: float | Literal["auto"] = "auto", store_class_scatter: bool = True) -> None:
+        self.shrinkage = shrinkage
+        self.store_class_scatter = store_class_scatter
+
+    # -- fitting --------------------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any, class_names: Sequence[str] | None = None) -> Self:
+        """Estimate one mean per class and the shared covariance.
+
+        Parameters
+        ----------
+        X
+            Features, array or tensor of shape ``(N, D)``.
+        y
+            Integer labels ``>= 0`` of shape ``(N,)``.
+        class_names
+            Indexed by label: ``class_names[k]`` names label ``k`` (the convention of
+            :class:`owlearn.data.dataset.ImageDataset`). Default: the label as a string.
+        """
+        self._check_params()
+        Xt = as_features(X)
+        labels = as_labels(y, Xt.shape[0])
+        classes = np.unique(labels)
+        names = _names_for(classes, class_names)
+        stats = [_class_stats(Xt[torch.from_numpy(labels == c)]) for c in classes]
+        counts = np.array([n for n, _, _ in stats], dtype=np.int64)
+        sums = torch.stack([s for _, s, _ in stats]).numpy()
+        scatters = [w.numpy() for _, _, w in stats]
+        self._commit(classes, names, counts, sums, scatters, pooled=_pooled(scatters))
+        return self
+
+    def add_class(self, X_new: Any, name: str | None = None) -> int:
+        """Add a class from its features alone and return its label (one more than the largest).
+
+        The shared covariance is updated from the new class's scatter, so the result equals a fresh
+        :meth:`fit` on all the data. An unfitted classifier starts from this class.
+
+        Parameters
+        ----------
+        X_new
+            Features of the new class, shape ``(n, D)``.
+        name
+            Its name; default: the label as a string. Names must be unique.
+        """
+        self._check_params()
+        fitted = hasattr(self, "classes_")
+        Xt = as_features(X_new, name="X_new", n_features=self.n_features_in_ if fitted else None)
+        label = int(self.classes_.max()) + 1 if fitted else 0
+        name = str(label) if name is None else str(name)
+        if fitted and name in self.class_names_:
+            raise ValueError(f"add_class: a class named {name!r} already exists")
+        n, s, w = _class_stats(Xt)
+        w_np = w.numpy()
+        if fitted:
+            classes = np.append(self.classes_, label)
+            names = [*self.class_names_, name]
+            counts = np.append(self.counts_, n)
+            sums = np.concatenate([self.sums_, s.numpy()[None]])
+            scatters = self._class_scatter_list() + [w_np] if self.store_class_scatter else None
+            pooled = _pooled(scatters) if scatters is not None else self.scatter_ + w_np
+        else:
+            classes, names = np.array([label]), [name]
+            counts, sums = np.array([n], dtype=np.int64), s.numpy()[None]
+            scatters, pooled = [w_np], w_np.copy()
+        self._commit(classes, names, counts, sums, scatters, pooled)
+        return label
+
+    def update_class(self, label_or_name: int | str, X: Any) -> Self:
+        """Add more samples ``X`` to an existing class (exact, like refitting with them included).
+
+        Two scatters merge as ``W_a + W_b + n_a n_b / (n_a + n_b) (mu_b - mu_a)(mu_b - mu_a)^T``
+        (Chan et al.'s parallel variance update).
+        """
+        check_fitted(self, "classes_")
+        k = self._index(label_or_name)
+        Xt = as_features(X, n_features=self.n_features_in_)
+        n_b, s_b, w_b = _class_stats(Xt)
+        n_a = int(self.counts_[k])
+        delta = s_b.numpy() / n_b - self.sums_[k] / n_a
+        extra = w_b.numpy() + (n_a * n_b / (n_a + n_b)) * np.outer(delta, delta)
+        counts, sums = self.counts_.copy(), self.sums_.copy()
+        counts[k] += n_b
+        sums[k] += s_b.numpy()
+        if self.store_class_scatter:
+            scatters = self._class_scatter_list()
+            scatters[k] = scatters[k] + extra
+            pooled = _pooled(scatters)
+        else:
+            scatters, pooled = None, self.scatter_ + extra
+        self._commit(self.classes_, list(self.class_names_), counts, sums, scatters, pooled)
+        return self
+
+    def remove_class(self, label_or_name: int | str) -> Self:
+        """Forget a class exactly: the result equals a fit on the data without it.
+
+        Needs ``store_class_scatter=True`` (its scatter is subtracted from the pooled one).
+        """
+        check_fitted(self, "classes_")
+        k = self._index(label_or_name)
+        if not self.store_class_scatter:
+            raise ValueError("remove_class needs each class's scatter: use store_class_scatter=True")
+        if len(self.classes_) == 1:
+            raise ValueError("remove_class: cannot remove the only class")
+        keep = np.arange(len(self.classes_)) != k
+        scatters = [w for i, w in enumerate(self._class_scatter_list()) if keep[i]]
+        names = [n for i, n in enumerate(self.class_names_) if keep[i]]
+        self._commit(self.classes_[keep], names, self.counts_[keep], self.sums_[keep], scatters,
+                     _pooled(scatters))
+        return self
+
+    # -- prediction -----------------------------------------------------------------------------------
+    def mahalanobis(self, X: Any) -> np.ndarray:
+        """Squared Mahalanobis distance of each sample to each class mean, shape ``(N, K)``."""
+        check_fitted(self, "classes_")
+        Xt = as_features(X, n_features=self.n_features_in_)
+        # whiten with the Cholesky factor (never an explicit inverse), after moving the origin to the
+        # data mean so that |z|^2 + |m|^2 - 2 z.m does not cancel for features far from zero
+        Z = torch.linalg.solve_triangular(self._L, (Xt - self._center).T, upper=False).T  # (N, D)
+        d2 = Z.square().sum(1, keepdim=True) + self._wmeans_sq - 2.0 * (Z @ self._wmeans.T)  # (N, K)
+        return d2.clamp_min_(0.0).numpy()
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Per-class discriminant ``-1/2 Mahalanobis^2 + log prior``, shape ``(N, K)``."""
+        d2 = self.mahalanobis(X)  # checks fitted first
+        return -0.5 * d2 + np.log(self.priors_)
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Log of :meth:`predict_proba`."""
+        return torch.log_softmax(torch.from_numpy(self.decision_function(X)), dim=1).numpy()
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Posterior class probabilities (softmax of :meth:`decision_function`), shape ``(N, K)``."""
+        return torch.softmax(torch.from_numpy(self.decision_function(X)), dim=1).numpy()
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Most probable class label of each sample, shape ``(N,)``."""
+        best = self.decision_function(X).argmax(axis=1)  # checks fitted first
+        return self.classes_[best]
+
+    # -- internals ------------------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        s = self.shrinkage
+        if not (s == "auto" or (isinstance(s, int | float) and not isinstance(s, bool) and 0.0 <= s <= 1.0)):
+            raise ValueError(f"shrinkage must be 'auto' or a float in [0, 1], got {s!r}")
+
+    def _index(self, label_or_name: int | str) -> int:
+        if isinstance(label_or_name, str):
+            if label_or_name not in self.class_names_:
+                raise ValueError(f"no class named {label_or_name!r}; known: {self.class_names_}")
+            return self.class_names_.index(label_or_name)
+        hits = np.flatnonzero(self.classes_ == int(label_or_name))
+        if hits.size == 0:
+            raise ValueError(f"no class with label {label_or_name!r}; known: {self.classes_.tolist()}")
+        return int(hits[0])
+
+    def _class_scatter_list(self) -> list[np.ndarray]:
+        return list(self.class_scatters_)
+
+    def _commit(self, classes: np.ndarray, names: list[str], counts: np.ndarray, sums: np.ndarray,
+                scatters: list[np.ndarray] | None, pooled: np.ndarray) -> None:
+        """Derive the model from new statistics, then set every attribute (all or nothing)."""
+        n_total = int(counts.sum())
+        d = sums.shape[1]
+        S = torch.from_numpy(pooled) / n_total
+        rho = oas_shrinkage(S, n_total) if self.shrinkage == "auto" else float(self.shrinkage)
+        mu = float(torch.diagonal(S).sum()) / d
+        if not mu > 0.0:
+            raise ValueError("the pooled within-class covariance is zero (every class is a single point "
+                             "or repeated sample): give some class at least two distinct samples")
+        cov = (1.0 - rho) * S
+        cov.diagonal().add_((rho + _FLOOR) * mu)
+        L, info = torch.linalg.cholesky_ex(cov)
+        if int(info) != 0:
+            raise ValueError("the shared covariance is not positive definite (features with huge "
+                             "dynamic range?): try shrinkage='auto' or a larger shrinkage")
+        self.classes_ = np.asarray(classes, dtype=np.int64)
+        self.class_names_ = list(names)
+        self.counts_ = np.asarray(counts, dtype=np.int64)
+        self.sums_ = np.asarray(sums, dtype=np.float64)
+        self.scatter_ = np.asarray(pooled, dtype=np.float64)
+        if self.store_class_scatter and scatters is not None:
+            self.class_scatters_ = np.stack(scatters)
+        elif hasattr(self, "class_scatters_"):
+            del self.class_scatters_
+        self.n_features_in_ = d
+        self.means_ = self.sums_ / self.counts_[:, None]
+        self.priors_ = self.counts_ / n_total
+        self.shrinkage_ = rho
+        self.covariance_ = cov.numpy()
+        # C order, as after loading from a file: the same layout gives bitwise the same solves
+        self.cholesky_ = np.ascontiguousarray(L.numpy())
+        self._after_load()
+
+    def _after_load(self) -> None:
+        # caches for mahalanobis(): whitened class means relative to the overall mean. Fresh copies:
+        # arrays read from a file may sit at other memory alignments, which changes the rounding of
+        # vectorised kernels; copies make a loaded classifier compute bitwise like the fitted one
+        self._L = torch.from_numpy(self.cholesky_).clone()
+        means = torch.from_numpy(self.means_).clone()
+        self._center = (torch.from_numpy(self.priors_).clone()[:, None] * means).sum(0)
+        self._wmeans = torch.linalg.solve_triangular(self._L, (means - self._center).T, upper=False).T
+        self._wmeans_sq = self._wmeans.square().sum(1)[None, :]
+
+
+def _pooled(scatters: list[np.ndarray]) -> np.ndarray:
+    # summed in class order, the same way in fit and in every update, so that results match bitwise
+    total = scatters[0].copy()
+    for w in scatters[1:]:
+        total += w
+    return total
+
+
+def _names_for(classes: np.ndarray, class_names: Sequence[str] | None) -> list[str]:
+    if class_names is None:
+        return [str(c) for c in classes]
+    class_names = list(class_names)
+    if len(class_names) <= int(classes.max()):
+        raise ValueError(f"class_names has {len(class_names)} names but labels go up to "
+                         f"{int(classes.max())}: class_names[k] must name label k")
+    names = [str(class_names[c]) for c in classes]
+    if len(set(names)) != len(names):
+        raise ValueError(f"class names must be unique, got {names}")
+    return names
