@@ -11,12 +11,13 @@ from pathlib import Path
 
 import torch
 
-from common import base_parser, mean_std, write_results
 from owlearn.api import build_model, train_model
 from owlearn.data.augment import preset
 from owlearn.data.sources import load_dataset
 from owlearn.evaluate import held_out_accuracy
 from owlearn.train.loop import TrainConfig
+
+from common import base_parser, mean_std, write_results
 
 HEADS = {"softmax (CE)": ("linear", {}), "L2-softmax α=16": ("l2softmax", {"alpha": 16.0})}
 

@@ -25,10 +25,11 @@ from PIL import Image
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from common import base_parser, write_results
 from owlearn.api import build_model
 from owlearn.data.sources import load_dataset
 from owlearn.train.loop import TrainConfig, Trainer
+
+from common import base_parser, write_results
 
 
 class PlainFashion(Dataset):

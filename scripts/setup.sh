@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up owlearn in ./.venv. Usage: scripts/setup.sh [--test] [--serve]
-#   --test   also the test tools and the Debian packages the tests read (Fashion-MNIST)
+#   --test   also the test tools and the Debian packages the tests use (Fashion-MNIST, chromium)
 #   --serve  also the web service (FastAPI, uvicorn)
 # PyTorch: the CPU build where no NVIDIA GPU is found (a few hundred MB instead of several GB);
 # the CUDA build from PyPI where one is. Set OWLEARN_TORCH="torch==X.Y.Z" to choose another build.
@@ -47,12 +47,16 @@ else
 fi
 "${pip[@]}" -e "$spec"
 
-if [ "$with_test" = 1 ] && [ ! -d /usr/share/datasets/fashion-mnist ]; then
-  # the tests read the real Fashion-MNIST files that Debian packages
-  if command -v apt-get >/dev/null 2>&1; then
+if [ "$with_test" = 1 ]; then
+  # the tests read the real Fashion-MNIST files Debian packages, and drive Debian's chromium
+  missing=()
+  [ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-    $sudo apt-get update -qq && $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null \
-      || echo "warning: could not install dataset-fashion-mnist; tests that need it will be skipped" >&2
+    echo "Installing Debian packages for the tests: ${missing[*]}"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null \
+      || echo "warning: could not install ${missing[*]}; the tests that need them will be skipped" >&2
   fi
 fi
 echo "owlearn is set up in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

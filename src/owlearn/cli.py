@@ -80,8 +80,14 @@ def train(
     accept_rate: float = typer.Option(
         0.99, min=0.5, max=1.0, help="Share of known-class images the detector must accept (calibrated on "
                                      "held-out training images)."),
+    neighbors: int | None = typer.Option(
+        None, min=1, help="k of the knn and lof detectors (default: 50 and 20, less for small classes). A model "
+                          "that will be taught classes from few examples needs a k below that number."),
     calibration_share: float = typer.Option(
         0.05, min=0.0, max=0.5, help="Share of the training set held out to calibrate the detector."),
+    gaussian: bool = typer.Option(
+        False, help="Classify with one Gaussian per class in feature space instead of the softmax head; "
+                    "lets `owlearn add-class` grow the model without retraining."),
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and augmentation."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 …"),
     checkpoint_dir: Path | None = typer.Option(None, help="Write a checkpoint here after every epoch."),
@@ -122,7 +128,10 @@ def train(
     if calibration is not None:
         console.print(f"Fitting the {detector} detector; threshold for {accept_rate:.1%} acceptance on "
                       f"{len(calibration):,} held-out images")
-        model.fit_detector(train_set, calibration, detector, accept_rate=accept_rate)
+        params = {"n_neighbors": neighbors} if neighbors and detector in ("knn", "lof") else {}
+        model.fit_detector(train_set, calibration, detector, accept_rate=accept_rate, **params)
+    if gaussian:
+        model.fit_gaussian(train_set)
     if test_set is not None:
         acc = held_out_accuracy(model, test_set)
         model.info["test_accuracy"] = acc
@@ -213,7 +222,7 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
     top_k: int = typer.Option(3, min=1, help="Classes listed per image."),
 ) -> None:
-    """Classify image files."""
+    """Classify image files; with a detector in the model, answer 'unknown' for what it has never seen."""
     from owlearn.model import OwlModel
     from owlearn.preprocess import find_images
 
@@ -222,13 +231,14 @@ def predict(
     if not files:
         raise typer.BadParameter("no image files found in the given paths")
     pred = model.predict(files)
-    k = min(top_k, len(model.class_names))
+    classes = model.classes
+    k = min(top_k, len(classes))
     has_detector = pred.scores is not None
     if as_json:
         for i, (f, probs) in enumerate(zip(files, pred.probabilities)):
             order = probs.argsort()[::-1][:k]
             line = {"file": str(f), "class": pred.names[i],
-                    "top": [{"class": model.class_names[j], "p": round(float(probs[j]), 5)} for j in order]}
+                    "top": [{"class": classes[j], "p": round(float(probs[j]), 5)} for j in order]}
             if has_detector:
                 line |= {"known": bool(pred.accepted[i]), "novelty_score": round(float(pred.scores[i]), 5)}
             print(json.dumps(line))
@@ -246,12 +256,35 @@ def predict(
         row = [str(f), answer, f"{probs[order[0]]:.3f}"]
         if has_detector:
             row.append(f"{pred.scores[i]:.3f}")
-        row.append(", ".join(f"{model.class_names[j]} {probs[j]:.2f}" for j in order))
+        row.append(", ".join(f"{classes[j]} {probs[j]:.2f}" for j in order))
         table.add_row(*row)
     console.print(table)
     if has_detector:
         console.print(f"'unknown': novelty score below the threshold {model.detector.offset_:.3f} "
                       f"({model.info.get('rejection', {}).get('detector', 'detector')})")
+
+
+@app.command("add-class")
+def add_class(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="A model file trained with --gaussian."),
+    images: list[Path] = typer.Argument(..., help="Example images of the new class (files or folders)."),
+    name: str = typer.Option(..., "--name", help="Name of the new class."),
+) -> None:
+    """Teach a saved model a new class from example images, without retraining (the file is updated atomically)."""
+    import time
+
+    from owlearn.model import OwlModel
+    from owlearn.preprocess import find_images
+
+    model = OwlModel.load(model_path)
+    files = find_images(images)
+    if name in model.classes:
+        raise typer.BadParameter(f"the model already knows a class named {name!r}")
+    start = time.perf_counter()
+    model.add_class(name, files)
+    model.save(model_path)
+    console.print(f"Added [bold]{name}[/bold] from {len(files)} images in {time.perf_counter() - start:.2f} s; "
+                  f"{model_path} now knows {len(model.classes)} classes.")
 
 
 @app.command()
@@ -263,7 +296,14 @@ def info(model_path: Path = typer.Argument(..., metavar="MODEL", help="A model f
     spec = model.network.spec
     console.print(f"[bold]{model_path}[/bold]: {spec.backbone} + {spec.head}, input {spec.in_shape}, "
                   f"{sum(p.numel() for p in model.network.parameters()):,} parameters")
-    console.print(f"classes ({len(model.class_names)}): {', '.join(model.class_names)}")
+    console.print(f"classes ({len(model.classes)}): {', '.join(model.classes)}")
+    if model.gaussian is not None:
+        console.print("classifier: Gaussians in feature space (classes can be added with `owlearn add-class`)")
+    rejection = model.info.get("rejection")
+    if rejection:
+        console.print(f"refuses the unknown: {rejection['detector']} detector, threshold for "
+                      f"{rejection['accept_rate']:.1%} acceptance on {rejection['calibration_images']:,} "
+                      "held-out images")
     training = model.info.get("training", {})
     if training:
         console.print(f"trained on {training.get('dataset')} ({training.get('images', 0):,} images), "
@@ -285,6 +325,33 @@ def demo(
     from owlearn.demo import run_demo
 
     run_demo(out_dir, epochs=epochs, seed=seed, progress=progress, console=console)
+
+
+@app.command()
+def serve(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="The model file to serve (updated when taught)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (default: this machine only)."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port."),
+    token: str | None = typer.Option(
+        None, envvar="OWLEARN_TOKEN", help="Token needed to change the model (default: a random one, printed)."),
+    max_upload_mb: float = typer.Option(4.0, min=0.01, help="Largest accepted upload, in MB."),
+) -> None:
+    """Serve the web page and API: draw, recognise, refuse, teach."""
+    import secrets
+
+    try:
+        import uvicorn
+
+        from owlearn.serve import ServeSettings, create_app
+    except ImportError as exc:
+        raise typer.BadParameter(f"the web service needs its extras: pip install 'owlearn[serve]' ({exc})") from None
+    from owlearn.model import OwlModel
+
+    OwlModel.load(model_path)  # fail here, with a clear message, rather than inside the server
+    token = token or secrets.token_urlsafe(16)
+    settings = ServeSettings(model_path=model_path, token=token, max_upload_bytes=int(max_upload_mb * 1024 * 1024))
+    console.print(f"Serving {model_path} on http://{host}:{port}/  (token to change the model: [bold]{token}[/bold])")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
 
 @app.command()

@@ -25,23 +25,24 @@ def evaluate_model(model: OwlModel, data: ImageDataset, out_dir: str | Path | No
     ``out_dir``, writes ``metrics.json``, ``confusion_matrix.png`` and ``feature_map.png`` there.
     ``extra`` datasets (e.g. out-of-distribution images) are drawn on the feature map too.
     """
-    aligned = data.relabel(model.class_names)
+    aligned = data.relabel(model.classes)
     known = aligned.labels != UNLABELED
     if not bool(known.any()):
         raise ValueError(f"{data.name or 'the dataset'} has no images of the model's classes "
-                         f"({', '.join(model.class_names[:10])}…)")
+                         f"({', '.join(model.classes[:10])}…)")
     pred = model.predict(aligned.subset(known))
     y_true = aligned.labels[known].numpy()
-    summary = metrics.classification_summary(y_true, pred.labels, model.class_names)
+    # closed-set figures: the most probable known class, whether or not the detector would refuse it
+    summary = metrics.classification_summary(y_true, pred.nearest, model.classes)
     summary["dataset"] = data.name
     summary["unknown_images"] = int((~known).sum())
-    summary["report"] = metrics.format_report(y_true, pred.labels, model.class_names)
+    summary["report"] = metrics.format_report(y_true, pred.nearest, model.classes)
     if out_dir is None:
         return summary
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"confusion_matrix": str(viz.plot_confusion_matrix(
-        np.asarray(summary["confusion_matrix"]), model.class_names, out / "confusion_matrix.png",
+        np.asarray(summary["confusion_matrix"]), model.classes, out / "confusion_matrix.png",
         title=f"{data.name}: accuracy {summary['accuracy']:.4f}"))}
     if feature_map != "none":
         extra_feats = {}
@@ -51,7 +52,7 @@ def evaluate_model(model: OwlModel, data: ImageDataset, out_dir: str | Path | No
             extra_feats[name] = model.features(ds).numpy()
         feats = model.features(aligned.subset(known)).numpy()
         files["feature_map"] = str(viz.plot_feature_map(
-            feats, y_true, model.class_names, out / "feature_map.png", method=feature_map,
+            feats, y_true, model.classes, out / "feature_map.png", method=feature_map,
             extra=extra_feats or None, seed=seed, max_points=max_points,
             title=f"feature space ({feature_map}) — {data.name}"))
     history = model.info.get("training", {}).get("history")
@@ -74,7 +75,7 @@ def evaluate_rejection(model: OwlModel, data: ImageDataset, ood: dict[str, Image
     if model.detector is None:
         raise ValueError("the model has no outlier detector: train it with --detector (e.g. knn) or add one "
                          "with OwlModel.fit_detector")
-    aligned = data.relabel(model.class_names)
+    aligned = data.relabel(model.classes)
     known = aligned.labels != UNLABELED
     pred_in = model.predict(aligned.subset(known))
     correct = pred_in.nearest == aligned.labels[known].numpy()
@@ -104,7 +105,7 @@ def evaluate_rejection(model: OwlModel, data: ImageDataset, ood: dict[str, Image
 
 def held_out_accuracy(model: OwlModel, data: ImageDataset) -> float:
     """Accuracy on the images of ``data`` whose class the model knows."""
-    aligned = data.relabel(model.class_names)
+    aligned = data.relabel(model.classes)
     known = aligned.labels != UNLABELED
     pred = model.predict(aligned.subset(known))
-    return float((torch.from_numpy(pred.labels) == aligned.labels[known]).float().mean())
+    return float((torch.from_numpy(pred.nearest) == aligned.labels[known]).float().mean())

@@ -115,8 +115,10 @@ class OwlModel:
         """Embedding and logits of every image from one forward pass, on the CPU."""
         batch = self.as_batch(images)
         head = self.network.head
-        emb = extract_features(self.network, batch, batch_size, embed=True)
         W, b = head.last_layer()
+        if len(batch) == 0:
+            return torch.empty(0, W.shape[1]), torch.empty(0, W.shape[0])
+        emb = extract_features(self.network, batch, batch_size, embed=True)
         return emb, emb @ W.cpu().T + b.cpu()  # every head ends in this linear map (see nets.heads)
 
     @property
@@ -124,19 +126,106 @@ class OwlModel:
         """The fitted outlier detector, or ``None``."""
         return self.components.get("detector")
 
+    @property
+    def gaussian(self):
+        """The Gaussian classifier in feature space, or ``None`` (then the network's head classifies)."""
+        return self.components.get("gaussian")
+
+    @property
+    def classes(self) -> list[str]:
+        """The classes the model answers with: the Gaussian classifier's when there is one (it grows with
+        :meth:`add_class`), else the network head's."""
+        return list(self.gaussian.class_names_) if self.gaussian is not None else list(self.class_names)
+
     def predict(self, images, batch_size: int = 1024) -> Prediction:
-        """Class (or ``unknown``), probabilities, novelty score and verdict of every image."""
+        """Class (or ``unknown``), probabilities, novelty score and verdict of every image.
+
+        Probabilities are over :attr:`classes`: from the Gaussian classifier when the model has one,
+        else the softmax of the network's head.
+        """
         emb, logits = self.outputs(images, batch_size)
-        probs = torch.softmax(logits, dim=1).numpy()
+        if self.gaussian is not None and len(emb):
+            probs = self.gaussian.predict_proba(emb)
+        else:
+            probs = torch.softmax(logits, dim=1).numpy()
         nearest = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
         scores = accepted = None
         labels = nearest
+        classes = self.classes
         if self.detector is not None and len(probs):
             scores = self.detector.score_samples(emb, logits)
-            accepted = scores >= self.detector.offset_
+            accepted = scores >= self.thresholds()[nearest]
             labels = np.where(accepted, nearest, -1)
-        names = [self.class_names[i] if i >= 0 else UNKNOWN for i in labels]
+        names = [classes[i] if i >= 0 else UNKNOWN for i in labels]
         return Prediction(labels, names, probs, nearest, scores, accepted)
+
+    def thresholds(self) -> np.ndarray:
+        """The detector's threshold for images answered with each of :attr:`classes` (added classes may
+        have their own)."""
+        own = self.info.get("class_thresholds", {})
+        return np.array([own.get(c, self.detector.offset_) for c in self.classes], dtype=np.float64)
+
+    def fit_gaussian(self, train: ImageDataset):
+        """Fit one Gaussian per class (shared covariance) on ``train``'s features; it then classifies.
+
+        From then on :meth:`add_class` can grow the model by new classes without retraining.
+        """
+        from owlearn.space import GaussianClassifier
+
+        aligned = train.relabel(self.class_names)
+        known = aligned.labels >= 0
+        gaussian = GaussianClassifier().fit(self.features(aligned.subset(known)), aligned.labels[known].numpy(),
+                                            class_names=self.class_names)
+        self.components["gaussian"] = gaussian
+        return gaussian
+
+    def add_class(self, name: str, images) -> int:
+        """Learn a new class from example images without a gradient step; returns its label.
+
+        The Gaussian classifier gains the class from its feature statistics alone, and a detector
+        that keeps reference features (kNN, LOF) or class Gaussians (Mahalanobis) learns that such
+        images are known now; its calibrated threshold is kept.
+        """
+        if self.gaussian is None:
+            raise ValueError("adding classes needs the model's Gaussian classifier: call fit_gaussian(train) "
+                             "first (owlearn train does it with --gaussian)")
+        emb = self.features(images)
+        if len(emb) < 2:
+            raise ValueError(f"class {name!r} needs at least 2 example images, got {len(emb)}")
+        label = self.gaussian.add_class(emb, name=name)
+        det = self.detector
+        if det is not None:
+            if hasattr(det, "classifier_"):  # Mahalanobis: its own Gaussians
+                det.classifier_.add_class(emb, name=name)
+            elif hasattr(det, "reference_"):  # kNN / LOF: the new images join the reference set
+                offset = det.offset_
+                det.fit(np.concatenate([det.reference_, emb.numpy()]))
+                det.offset_ = offset
+                if type(det).__name__ == "KNNDetector":
+                    # a class the network was never trained on is less compact in feature space than the
+                    # trained ones, so the global threshold would refuse much of it: give it its own,
+                    # set the same way (accept_rate of its examples, each scored without itself)
+                    accept = self.info.get("rejection", {}).get("accept_rate", 0.99)
+                    own = _knn_leave_one_out_threshold(det, emb, accept)
+                    self.info.setdefault("class_thresholds", {})[name] = min(offset, own)
+        self.info.setdefault("added_classes", []).append({"name": name, "images": len(emb)})
+        return label
+
+    def remove_class(self, name: str) -> None:
+        """Forget a class of the Gaussian classifier (exactly, from its sufficient statistics).
+
+        A Mahalanobis detector forgets it too; a kNN or LOF detector keeps its reference features,
+        so such images are still accepted (and answered with the nearest remaining class).
+        """
+        if self.gaussian is None:
+            raise ValueError("removing classes needs the model's Gaussian classifier (fit_gaussian)")
+        self.gaussian.remove_class(name)
+        det = self.detector
+        if det is not None and hasattr(det, "classifier_"):
+            det.classifier_.remove_class(name)
+        added = self.info.get("added_classes", [])
+        self.info["added_classes"] = [a for a in added if a["name"] != name]
+        self.info.get("class_thresholds", {}).pop(name, None)
 
     def fit_detector(self, train: ImageDataset, calibration: ImageDataset, detector: str = "knn", *,
                      accept_rate: float = 0.99, **params: Any):
@@ -199,6 +288,18 @@ class OwlModel:
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise ModelFileError(f"{path}: model file is damaged or inconsistent ({exc})") from exc
         return model
+
+
+def _knn_leave_one_out_threshold(det, emb: torch.Tensor, accept_rate: float) -> float:
+    """Threshold accepting ``accept_rate`` of a new class's examples under a fitted kNN detector whose
+    reference set already holds them: each example's k-th neighbour is taken among the others."""
+    from owlearn.space import acceptance_threshold
+
+    ref = torch.from_numpy(det.reference_).double()  # unit-normalised reference features
+    query = torch.nn.functional.normalize(emb.double(), dim=1)
+    k = min(det.n_neighbors_, len(ref) - 1)
+    kth = torch.cdist(query, ref).topk(k + 1, largest=False).values[:, k]  # skip the example itself
+    return float(acceptance_threshold(-kth.numpy(), accept_rate))
 
 
 def _class_path(obj: Any) -> str:

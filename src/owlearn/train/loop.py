@@ -359,17 +359,27 @@ def _batched(model: nn.Module, data: ImageDataset | torch.Tensor, batch_size: in
              device: torch.device | str | None, fn: Callable) -> torch.Tensor:
     images = data.images if isinstance(data, ImageDataset) else data
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    # feed a network trained in channels_last the same layout: a mismatch costs a conversion per layer
+    fmt = torch.channels_last if _is_channels_last(model) else torch.contiguous_format
     was_training = model.training
     model.eval()
     out = []
     try:
         for i in range(0, len(images), batch_size):
-            out.append(fn(model, to_float(images[i:i + batch_size].to(device))).float().cpu())
+            x = to_float(images[i:i + batch_size].to(device))
+            if x.dim() == 4:
+                x = x.contiguous(memory_format=fmt)
+            out.append(fn(model, x).float().cpu())
     finally:
         model.train(was_training)
     if not out:
         return torch.empty(0)
     return torch.cat(out)
+
+
+def _is_channels_last(model: nn.Module) -> bool:
+    return any(p.dim() == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1 and not p.is_contiguous()
+               and p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters())
 
 
 def evaluate_accuracy(model: nn.Module, data: ImageDataset, batch_size: int = 1024,

@@ -1,0 +1,87 @@
+"""B3 — adding classes without retraining (Fashion-MNIST, ConvNet).
+
+The ConvNet is trained on classes 0-4 only (30k images); classes 5…9 are then added one at a time from
+their training images' feature statistics alone — no gradient step — to a Gaussian classifier with a
+shared covariance. Reports 10-class test accuracy after the first 5 classes (softmax head and Gaussian
+classifier) and after each added class, and the seconds per added class including feature extraction
+of its 6,000 images. Joint training on all ten classes is B1 (same ConvNet, same recipe).
+
+python benchmarks/b3_add_classes.py [--quick]
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from owlearn.api import build_model, train_model
+from owlearn.data.augment import preset
+from owlearn.data.sources import load_dataset
+from owlearn.train.loop import TrainConfig
+
+from common import base_parser, mean_std, write_results
+
+FIRST = [0, 1, 2, 3, 4]
+
+
+def ten_class_accuracy(model, test) -> float:
+    """Accuracy on the whole 10-class test set; images of classes the model does not know count as errors."""
+    aligned = test.relabel(model.classes)
+    pred = model.predict(test).nearest
+    return float((pred == aligned.labels.numpy()).mean())  # unknown classes have label -1: always wrong
+
+
+def main() -> None:
+    p = base_parser(__doc__)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--head", default="l2softmax", choices=["linear", "l2softmax"])
+    args = p.parse_args()
+    started = time.time()
+    train_all, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
+    if args.quick:
+        train_all = train_all.subset(torch.arange(12_000))
+        args.epochs, args.seeds = 1, args.seeds[:1]
+    names = train_all.class_names
+    first = train_all.select_classes(FIRST).relabel([names[c] for c in FIRST])
+    runs = []
+    for seed in args.seeds:
+        model = build_model(first, "convnet", args.head, head_args={"alpha": 16.0} if args.head == "l2softmax" else {},
+                            seed=seed)
+        t0 = time.perf_counter()
+        train_model(model, first, config=TrainConfig(epochs=args.epochs, batch_size=128, lr=0.1, seed=seed,
+                                                     device=args.device),
+                    augment=preset("fashion"), progress=False)
+        train_s = time.perf_counter() - t0
+        softmax_acc = ten_class_accuracy(model, test)
+        model.fit_gaussian(first)
+        steps = [{"classes": 5, "accuracy": ten_class_accuracy(model, test)}]
+        print(f"seed {seed}: trained on 5 classes in {train_s:.0f} s; 10-class accuracy softmax {softmax_acc:.4f}, "
+              f"Gaussian {steps[0]['accuracy']:.4f}", flush=True)
+        for c in range(5, 10):
+            images = train_all.subset(train_all.labels == c)
+            t0 = time.perf_counter()
+            model.add_class(names[c], images)  # feature extraction + statistics, no gradient step
+            seconds = time.perf_counter() - t0
+            steps.append({"added": names[c], "images": len(images), "classes": len(model.classes),
+                          "accuracy": ten_class_accuracy(model, test), "seconds": seconds})
+            print(f"  + {names[c]:12s} ({len(images)} images, {seconds:.2f} s): accuracy {steps[-1]['accuracy']:.4f}",
+                  flush=True)
+        runs.append({"seed": seed, "train_seconds": train_s, "softmax_after_5": softmax_acc, "steps": steps})
+    results = {
+        "runs": runs,
+        "softmax_after_5": mean_std([r["softmax_after_5"] for r in runs]),
+        "gaussian_after_5": mean_std([r["steps"][0]["accuracy"] for r in runs]),
+        "after_each_class": [mean_std([r["steps"][i]["accuracy"] for r in runs]) for i in range(6)],
+        "final": mean_std([r["steps"][-1]["accuracy"] for r in runs]),
+        "seconds_per_class": mean_std([s["seconds"] for r in runs for s in r["steps"][1:]]),
+        "max_seconds_per_class": float(np.max([s["seconds"] for r in runs for s in r["steps"][1:]])),
+    }
+    config = {"quick": args.quick, "epochs": args.epochs, "head": args.head, "first_classes": FIRST,
+              "train_images": len(first), "augment": preset("fashion").to_json(), "lr": 0.1, "batch_size": 128}
+    write_results("b3_add_classes", config, results, started, args.out)
+
+
+if __name__ == "__main__":
+    main()

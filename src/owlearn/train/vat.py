@@ -1,0 +1,96 @@
+"""Virtual Adversarial Training (Miyato et al. 2018) as an objective of the training loop.
+
+VAT asks the prediction for ``x`` to stay the same under the small perturbation ``r_adv`` that would
+change it most. ``r_adv`` is found without labels, so VAT also learns from unlabeled images: starting
+from a random unit direction ``d``, power iteration replaces ``d`` by the normalised gradient of
+``KL(p(y|x) ‖ p(y|x + ξd))`` with respect to ``d``; then ``r_adv = ε d``. The loss is
+``KL(p(y|x) ‖ p(y|x + r_adv))`` with no gradient through the clean prediction ``p(y|x)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def _unit(d: torch.Tensor) -> torch.Tensor:
+    """Each sample's perturbation scaled to unit L2 norm."""
+    norm = d.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return d / norm.view(-1, *([1] * (d.dim() - 1)))
+
+
+@contextlib.contextmanager
+def frozen_batchnorm_stats(model: nn.Module) -> Iterator[None]:
+    """Perturbed inputs must not move BatchNorm's running statistics: freeze them for the block."""
+    saved = []
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            saved.append((m, m.momentum))
+            m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in saved:
+            m.momentum = momentum
+
+
+def _kl(clean_logits: torch.Tensor, perturbed_logits: torch.Tensor) -> torch.Tensor:
+    """Mean over samples of KL(p_clean ‖ p_perturbed)."""
+    p = F.softmax(clean_logits, dim=1)
+    return (p * (F.log_softmax(clean_logits, dim=1) - F.log_softmax(perturbed_logits, dim=1))).sum(1).mean()
+
+
+def adversarial_direction(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                          clean_logits: torch.Tensor, *, xi: float = 1e-6, iterations: int = 1,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """Unit direction (per sample) in which the prediction for ``x`` changes fastest, by power iteration."""
+    clean = clean_logits.detach()
+    d = _unit(torch.randn(x.shape, generator=generator).to(x.device, x.dtype))
+    for _ in range(iterations):
+        d.requires_grad_(True)
+        distance = _kl(clean, forward(x + xi * d))
+        (grad,) = torch.autograd.grad(distance, d)
+        d = _unit(grad.detach())
+    return d
+
+
+def vat_loss(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, clean_logits: torch.Tensor, *,
+             eps: float = 2.0, xi: float = 1e-6, iterations: int = 1,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """``KL(p(y|x) ‖ p(y|x + ε d_adv))``, no gradient through the clean prediction.
+
+    ``forward`` maps inputs to logits; ``x`` are the inputs it takes (normalised or not, consistently
+    with ``eps``, which is an L2 radius per sample in that input space).
+    """
+    d = adversarial_direction(forward, x, clean_logits, xi=xi, iterations=iterations, generator=generator)
+    return _kl(clean_logits.detach(), forward(x + eps * d))
+
+
+class VAT:
+    """Objective for :class:`owlearn.train.Trainer`: weight · VAT loss on every image of the step.
+
+    Labelled and unlabeled images alike (labels are not used); optionally plus entropy minimisation
+    of the predictions (``entropy_weight``), as in the VAT paper's "VAT + EntMin".
+    """
+
+    name = "vat"
+
+    def __init__(self, weight: float = 1.0, eps: float = 2.0, xi: float = 1e-6, iterations: int = 1,
+                 entropy_weight: float = 0.0):
+        self.weight, self.eps, self.xi, self.iterations = weight, eps, xi, iterations
+        self.entropy_weight = entropy_weight
+
+    def __call__(self, step) -> torch.Tensor:
+        model = step.model
+        with frozen_batchnorm_stats(model):
+            loss = vat_loss(model, step.x, step.logits, eps=self.eps, xi=self.xi, iterations=self.iterations,
+                            generator=step.generator)
+        total = self.weight * loss
+        if self.entropy_weight:
+            p = F.softmax(step.logits, dim=1)
+            total = total + self.entropy_weight * -(p * F.log_softmax(step.logits, dim=1)).sum(1).mean()
+        return total
