@@ -337,6 +337,13 @@ def _check_max_reference(value: Any) -> None:
 class _NeighborDetector(OutlierDetector):
     """A detector that keeps reference features (``reference_``) and searches their neighbours."""
 
+    def _reference(self, features: Any, normalize: bool) -> tuple[int, torch.Tensor]:
+        """Checked ``n_neighbors`` and the (normalised, subsampled) reference features to fit on."""
+        k = _check_k(self.n_neighbors, "n_neighbors")
+        _check_max_reference(self.max_reference)
+        ref = self._features(features, fitting=True, keep_float32=True)
+        return k, _subsample(_normalize(ref) if normalize else ref, self.max_reference, self.random_state)
+
     def _set_reference(self, ref: torch.Tensor) -> None:
         self.n_features_in_ = ref.shape[1]
         self.reference_ = ref.numpy().copy()  # never a view of the caller's array
@@ -406,10 +413,7 @@ class LOFDetector(_NeighborDetector):
         self.random_state = random_state
 
     def _fit(self, features: Any, labels: Any, logits: Any) -> None:
-        k = _check_k(self.n_neighbors, "n_neighbors")
-        _check_max_reference(self.max_reference)
-        ref = self._features(features, fitting=True, keep_float32=True)
-        ref = _subsample(_normalize(ref) if self.normalize else ref, self.max_reference, self.random_state)
+        k, ref = self._reference(features, self.normalize)
         if ref.shape[0] < 2:
             raise ValueError("LOFDetector needs at least 2 training samples")
         self.n_neighbors_ = max(1, min(k, ref.shape[0] - 1))
@@ -476,10 +480,7 @@ class KNNDetector(_NeighborDetector):
         self.random_state = random_state
 
     def _fit(self, features: Any, labels: Any, logits: Any) -> None:
-        k = _check_k(self.n_neighbors, "n_neighbors")
-        _check_max_reference(self.max_reference)
-        ref = self._features(features, fitting=True, keep_float32=True)
-        ref = _subsample(_normalize(ref), self.max_reference, self.random_state)
+        k, ref = self._reference(features, normalize=True)
         self.n_neighbors_ = min(k, ref.shape[0])
         self._set_reference(ref)
 
