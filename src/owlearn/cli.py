@@ -363,6 +363,15 @@ def version() -> None:
 _register_data_app()
 
 
+def _register_continual() -> None:
+    from owlearn.continual.cli import continual
+
+    app.command("continual")(continual)
+
+
+_register_continual()
+
+
 def main() -> None:
     """Entry point: user errors are printed as one clear line, not a traceback (OWLEARN_DEBUG=1 shows it)."""
     from owlearn.bundle import ModelFileError

@@ -1,0 +1,32 @@
+"""Continual learning: scenarios, strategies that plug into the one training loop, and their metrics.
+
+>>> from owlearn.continual import make_strategy, run_continual, split_fashion_mnist  # doctest: +SKIP
+>>> result = run_continual(split_fashion_mnist(), make_strategy("replay"))           # doctest: +SKIP
+>>> result.final_accuracy, result.matrix.summary()["forgetting"]                      # doctest: +SKIP
+"""
+
+from owlearn.continual.base import Context, Strategy
+from owlearn.continual.distillation import Distillation, LwF, TeacherLogits
+from owlearn.continual.memory import ClassBalancedMemory, herding
+from owlearn.continual.regularization import EWC, EWCPenalty, OnlineEWC, diagonal_fisher
+from owlearn.continual.rehearsal import BalancedCrossEntropy, ICaRL, Replay
+from owlearn.continual.runner import ContinualResult, b4_config, build_network, run_continual
+from owlearn.continual.scenarios import (
+    SCENARIOS,
+    Experience,
+    Scenario,
+    class_incremental,
+    domain_incremental,
+    fashion_to_mnist,
+    split_fashion_mnist,
+)
+from owlearn.continual.simple import GaussianStrategy, Joint, Naive
+from owlearn.continual.strategies import STRATEGIES, make_strategy
+
+__all__ = [
+    "EWC", "SCENARIOS", "STRATEGIES", "BalancedCrossEntropy", "ClassBalancedMemory", "Context", "ContinualResult",
+    "Distillation", "EWCPenalty", "Experience", "GaussianStrategy", "ICaRL", "Joint", "LwF", "Naive", "OnlineEWC",
+    "Replay", "Scenario", "Strategy", "TeacherLogits", "b4_config", "build_network", "class_incremental",
+    "diagonal_fisher", "domain_incremental", "fashion_to_mnist", "herding", "make_strategy", "run_continual",
+    "split_fashion_mnist",
+]

@@ -1,0 +1,111 @@
+"""A fixed-size exemplar memory shared equally among the classes seen so far, and iCaRL's herding.
+
+When classes arrive the memory is re-balanced: each of the ``k`` classes keeps ``capacity // k``
+exemplars (the first classes one more while there is a remainder). Each class's exemplars are stored
+in priority order — herding order for iCaRL, a seeded random order for replay — so shrinking a class
+means keeping its first ones (iCaRL's ReduceExemplarSet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.nn import functional as F
+
+from owlearn.data.dataset import ImageDataset
+
+
+def herding(features: torch.Tensor, m: int) -> torch.Tensor:
+    """Indices of ``m`` exemplars chosen by iCaRL's herding (Rebuffi et al. 2017, Algorithm 4).
+
+    With ``φ`` the L2-normalised features and ``μ`` their re-normalised mean, step ``k`` picks
+    ``p_k = argmin_x ‖μ − (φ(x) + Σ_{j<k} φ(p_j)) / k‖`` among the images not picked yet: each new
+    exemplar brings the exemplars' mean closest to the class mean. Returned in the order picked.
+
+    Examples
+    --------
+    >>> feats = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.1]])
+    >>> herding(feats, 2).tolist()
+    [2, 3]
+    """
+    phi = F.normalize(features.double(), dim=1)  # (n, D)
+    mu = F.normalize(phi.mean(0), dim=0)  # (D,)
+    m = min(m, len(phi))
+    chosen: list[int] = []
+    running = torch.zeros_like(mu)  # Σ_{j<k} φ(p_j)
+    available = torch.ones(len(phi), dtype=torch.bool)
+    for k in range(1, m + 1):
+        dist = (mu - (phi + running) / k).norm(dim=1)  # (n,)
+        dist[~available] = float("inf")
+        best = int(dist.argmin())
+        chosen.append(best)
+        available[best] = False
+        running += phi[best]
+    return torch.tensor(chosen, dtype=torch.long)
+
+
+def random_order(n: int, m: int, seed: int) -> torch.Tensor:
+    """``m`` of ``n`` indices in a seeded random order."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:m]
+
+
+class ClassBalancedMemory:
+    """At most ``capacity`` exemplars, shared equally among the classes seen so far.
+
+    Examples
+    --------
+    >>> ds = ImageDataset(torch.zeros(40, 1, 4, 4, dtype=torch.uint8), torch.arange(40) % 4, list("abcd"))
+    >>> memory = ClassBalancedMemory(10)
+    >>> memory.add_classes(ds.select_classes([0, 1]), [0, 1], lambda images, m: random_order(len(images), m, 0))
+    >>> memory.sizes()
+    {0: 5, 1: 5}
+    >>> memory.add_classes(ds.select_classes([2, 3]), [2, 3], lambda images, m: random_order(len(images), m, 0))
+    >>> memory.sizes(), len(memory.dataset())
+    ({0: 3, 1: 3, 2: 2, 3: 2}, 10)
+    """
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError(f"memory capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self.images: dict[int, torch.Tensor] = {}  # class → uint8 exemplars in priority order
+        self._template: ImageDataset | None = None
+
+    def quota(self, num_classes: int) -> list[int]:
+        base, extra = divmod(self.capacity, num_classes)
+        return [base + (1 if i < extra else 0) for i in range(num_classes)]
+
+    def add_classes(self, data: ImageDataset, classes: list[int],
+                    select: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
+        """Shrink the stored classes to their new quota, then store exemplars of ``classes`` from ``data``.
+
+        ``select(images, m)`` returns the indices of ``m`` of a class's images in priority order.
+        """
+        self._template = data
+        order = list(self.images) + [c for c in classes if c not in self.images]
+        quota = dict(zip(order, self.quota(len(order))))
+        for c in list(self.images):
+            self.images[c] = self.images[c][: quota[c]]
+        for c in classes:
+            if c in self.images:
+                continue
+            images = data.images[data.labels == c]
+            if len(images) == 0:
+                raise ValueError(f"class {c} has no images in {data.name or 'the experience'}")
+            self.images[c] = images[select(images, quota[c])[: quota[c]]].clone()
+
+    def sizes(self) -> dict[int, int]:
+        return {c: len(v) for c, v in self.images.items()}
+
+    def dataset(self) -> ImageDataset:
+        """The exemplars as one dataset (labels = their classes)."""
+        if self._template is None:
+            raise ValueError("the memory is empty")
+        classes = list(self.images)
+        images = torch.cat([self.images[c] for c in classes])
+        labels = torch.cat([torch.full((len(self.images[c]),), c, dtype=torch.long) for c in classes])
+        return ImageDataset(images, labels, list(self._template.class_names), "memory")
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.images.values())

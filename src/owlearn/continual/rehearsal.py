@@ -1,0 +1,172 @@
+"""Strategies that keep a memory of past images: experience replay and iCaRL."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from owlearn.continual.base import Context, Strategy, frozen_copy
+from owlearn.continual.distillation import Distillation, TeacherLogits
+from owlearn.continual.memory import ClassBalancedMemory, herding, random_order
+from owlearn.continual.scenarios import Experience, concat
+from owlearn.data.dataset import UNLABELED, ImageDataset
+from owlearn.train.loop import CrossEntropy, Objective, Step, extract_features
+
+
+class BalancedCrossEntropy:
+    """Cross-entropy with logit adjustment (Menon et al. 2021): ``CE(logits + log π, y)``.
+
+    ``π`` is the class frequency in the training set. Training against the frequencies this way makes
+    the raw logits estimate a class-balanced posterior, so the six thousand images of each new class
+    do not drown the few hundred exemplars of an old one. Classes absent from the training set get
+    ``log 0 = −∞``: they take no probability mass during training.
+    """
+
+    name = "ce"
+
+    def __init__(self, labels: torch.Tensor, num_classes: int):
+        counts = torch.bincount(labels[labels != UNLABELED], minlength=num_classes).double()
+        self.log_prior = (counts / counts.sum()).log().float()  # (K,), -inf where absent
+        self._on_device: torch.Tensor | None = None
+
+    def __call__(self, step: Step) -> torch.Tensor:
+        if self._on_device is None or self._on_device.device != step.x.device:
+            self._on_device = self.log_prior.to(step.x.device)
+        mask = step.labelled
+        return F.cross_entropy((step.logits + self._on_device)[mask], step.y[mask])
+
+
+class Replay(Strategy):
+    """Experience replay: train on the new experience together with a class-balanced memory.
+
+    Parameters
+    ----------
+    memory_size
+        Exemplars kept in all (2,000 in B4), shared equally among the classes seen.
+    balance
+        ``"logit-adjust"`` (default): :class:`BalancedCrossEntropy` against the class counts of the
+        training set; ``"none"``: plain cross-entropy.
+    """
+
+    name = "replay"
+
+    def __init__(self, memory_size: int = 2000, balance: str = "logit-adjust"):
+        if balance not in ("logit-adjust", "none"):
+            raise ValueError(f"balance must be 'logit-adjust' or 'none', got {balance!r}")
+        self.memory_size, self.balance = memory_size, balance
+        self.memory = ClassBalancedMemory(memory_size)
+
+    def training_set(self, ctx: Context, exp: Experience) -> ImageDataset:
+        if len(self.memory) == 0:
+            return exp.train
+        return concat([exp.train, self.memory.dataset()], name=f"{exp.train.name} + memory")
+
+    def objectives(self, ctx: Context, exp: Experience, train: ImageDataset) -> list[Objective]:
+        if self.balance == "logit-adjust":
+            return [BalancedCrossEntropy(train.labels, ctx.scenario.num_classes)]
+        return [CrossEntropy(ctx.config.label_smoothing)]
+
+    def after_training(self, ctx: Context, exp: Experience, train: ImageDataset) -> None:
+        seed = ctx.config.seed * 1000 + exp.index
+        self.memory.add_classes(exp.train, exp.classes, lambda images, m: random_order(len(images), m, seed))
+
+
+class ICaRL(Strategy):
+    """iCaRL (Rebuffi et al. 2017): exemplars chosen by herding in a fixed memory re-balanced as classes
+    arrive, distillation of the old classes' outputs, and nearest-mean-of-exemplars classification.
+
+    Parameters
+    ----------
+    memory_size
+        Exemplars kept in all (2,000 in B4).
+    loss
+        ``"bce"``: the paper's sigmoid binary cross-entropy, whose targets for the old classes are the
+        previous model's sigmoid outputs; ``"ce"`` (default): logit-adjusted cross-entropy on the new
+        data and the exemplars plus softmax distillation (temperature ``temperature``) of the old
+        classes' outputs — the pairing later class-incremental work (EEIL, LUCIR) found trains the
+        features better than the sigmoid loss.
+    temperature, distill_weight
+        Of the softmax distillation (``loss="ce"``).
+    means_from
+        ``"exemplars"`` (the paper): class means from the stored exemplars; ``"all"``: a class's mean
+        from all its training images while it is being learnt, kept afterwards (from exemplars for
+        old classes once the features change).
+    """
+
+    name = "icarl"
+
+    def __init__(self, memory_size: int = 2000, loss: str = "ce", temperature: float = 2.0,
+                 distill_weight: float = 1.0, means_from: str = "exemplars"):
+        if loss not in ("bce", "ce"):
+            raise ValueError(f"loss must be 'bce' or 'ce', got {loss!r}")
+        if means_from not in ("exemplars", "all"):
+            raise ValueError(f"means_from must be 'exemplars' or 'all', got {means_from!r}")
+        self.memory_size, self.loss, self.temperature = memory_size, loss, temperature
+        self.distill_weight, self.means_from = distill_weight, means_from
+        self.memory = ClassBalancedMemory(memory_size)
+        self._teacher: nn.Module | None = None
+        self._means: torch.Tensor | None = None  # (k, D) L2-normalised class means
+        self._mean_classes: list[int] = []
+
+    def training_set(self, ctx: Context, exp: Experience) -> ImageDataset:
+        if len(self.memory) == 0:
+            return exp.train
+        return concat([exp.train, self.memory.dataset()], name=f"{exp.train.name} + exemplars")
+
+    def objectives(self, ctx: Context, exp: Experience, train: ImageDataset) -> list[Objective]:
+        teacher = None
+        if self._teacher is not None and ctx.old_classes:
+            teacher = TeacherLogits(self._teacher, train, not ctx.augment.is_identity, ctx.config.eval_batch_size)
+        if self.loss == "bce":
+            return [ICaRLBinaryLoss(ctx.seen_classes, ctx.old_classes, teacher)]
+        objectives: list[Objective] = [BalancedCrossEntropy(train.labels, ctx.scenario.num_classes)]
+        if teacher is not None:
+            objectives.append(Distillation(teacher, ctx.old_classes, self.temperature, self.distill_weight))
+        return objectives
+
+    def after_training(self, ctx: Context, exp: Experience, train: ImageDataset) -> None:
+        batch = ctx.config.eval_batch_size
+
+        def by_herding(images: torch.Tensor, m: int) -> torch.Tensor:
+            return herding(extract_features(ctx.network, images, batch), m)
+
+        self.memory.add_classes(exp.train, exp.classes, by_herding)
+        means = {}
+        for c, images in self.memory.images.items():
+            if self.means_from == "all" and c in exp.classes:
+                images = exp.train.images[exp.train.labels == c]
+            means[c] = F.normalize(F.normalize(extract_features(ctx.network, images, batch), dim=1).mean(0), dim=0)
+        self._mean_classes = list(means)
+        self._means = torch.stack([means[c] for c in self._mean_classes])
+        self._teacher = frozen_copy(ctx.network)
+
+    @torch.inference_mode()
+    def predict(self, ctx: Context, images: torch.Tensor) -> torch.Tensor:
+        """Nearest mean of exemplars: the class whose normalised mean is closest to the normalised feature."""
+        if self._means is None:
+            return super().predict(ctx, images)
+        feats = F.normalize(extract_features(ctx.network, images, ctx.config.eval_batch_size), dim=1)
+        # for unit vectors the nearest mean is the one of largest dot product
+        return torch.tensor(self._mean_classes)[(feats @ self._means.T).argmax(1)]
+
+
+class ICaRLBinaryLoss:
+    """iCaRL's loss: sigmoid binary cross-entropy over the seen classes' outputs; for old classes the
+    targets are the previous model's sigmoid outputs (distillation), for new ones the one-hot label."""
+
+    name = "icarl"
+
+    def __init__(self, seen: list[int], old: list[int], teacher: TeacherLogits | None):
+        self.seen = torch.as_tensor(seen, dtype=torch.long)
+        self.old_in_seen = torch.as_tensor([i for i, c in enumerate(seen) if c in set(old)], dtype=torch.long)
+        self.teacher = teacher
+
+    def __call__(self, step: Step) -> torch.Tensor:
+        seen = self.seen.to(step.x.device)
+        logits = step.logits[:, seen]  # (B, k)
+        target = (step.y[:, None] == seen[None, :]).float()
+        if self.teacher is not None and len(self.old_in_seen):
+            old = self.old_in_seen.to(step.x.device)
+            target[:, old] = torch.sigmoid(self.teacher(step)[:, seen[old]])
+        return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / len(step.y)

@@ -1,0 +1,254 @@
+"""Continual learning: the Fisher, herding, the accuracy matrix, the strategies and the command."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from owlearn.continual import (
+    EWC,
+    ClassBalancedMemory,
+    GaussianStrategy,
+    Replay,
+    Strategy,
+    TeacherLogits,
+    b4_config,
+    class_incremental,
+    diagonal_fisher,
+    domain_incremental,
+    herding,
+    make_strategy,
+    run_continual,
+)
+from owlearn.continual.memory import random_order
+from owlearn.data import ImageDataset
+from owlearn.nets import Network, NetworkSpec
+from owlearn.space import GaussianClassifier
+from owlearn.train.loop import extract_features
+
+
+def _tiny_net(num_classes=4, seed=0):
+    torch.manual_seed(seed)
+    return Network(NetworkSpec("convnet", "linear", num_classes, (1, 12, 12), backbone_args={"widths": [4, 8]}))
+
+
+def _quadrants(n_per_class=24, seed=0):
+    """Four classes told apart by which quadrant of a noisy 16×16 image is bright."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(4).repeat_interleave(n_per_class)
+    images = torch.randint(0, 60, (len(labels), 1, 16, 16), dtype=torch.uint8, generator=g)
+    for k in range(4):
+        images[labels == k, :, (k // 2) * 8:(k // 2) * 8 + 8, (k % 2) * 8:(k % 2) * 8 + 8] += 150
+    return ImageDataset(images, labels, ["nw", "ne", "sw", "se"], name="quadrants")
+
+
+# -- the Fisher ---------------------------------------------------------------------------------------------
+def test_fisher_from_per_sample_gradients_equals_a_slow_reference_loop():
+    net = _tiny_net().double()
+    # BatchNorm with non-trivial running statistics: the Fisher is taken in eval mode
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(11, 1, 12, 12, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 4, (11,), generator=g)
+    fast = diagonal_fisher(net, images, labels, batch_size=4)
+
+    net.eval()
+    slow = {n: torch.zeros_like(p) for n, p in net.named_parameters()}
+    for x, y in zip(images, labels):  # one image at a time: its own gradient, squared
+        net.zero_grad()
+        F.cross_entropy(net(x[None]), y[None]).backward()
+        for n, p in net.named_parameters():
+            slow[n] += p.grad.square()
+    for n in slow:
+        torch.testing.assert_close(fast[n], slow[n] / len(labels), rtol=1e-9, atol=1e-12)
+
+
+def test_fisher_is_not_the_square_of_the_batch_gradient():
+    net = _tiny_net().double()
+    images, labels = torch.rand(8, 1, 12, 12, dtype=torch.float64), torch.arange(8) % 4
+    fisher = diagonal_fisher(net, images, labels)
+    net.eval()
+    net.zero_grad()
+    F.cross_entropy(net(images), labels).backward()
+    batch_sq = net.head.fc.weight.grad.square()
+    assert fisher["head.fc.weight"].sum() > batch_sq.sum()  # E[g²] ≥ E[g]², strictly for differing samples
+
+
+def test_ewc_penalty_is_zero_at_the_anchor_and_pulls_back_after():
+    data = _quadrants()
+    net = _tiny_net()
+    ewc = EWC(strength=10.0)
+    sc = class_incremental(data, data, 2)
+    from owlearn.continual.base import Context
+
+    ctx = Context(net, sc, b4_config(epochs=1))
+    ewc.after_training(ctx, sc.experiences[0], sc.experiences[0].train)
+    penalty = ewc.objectives(ctx, sc.experiences[1], sc.experiences[1].train)[1]
+    assert penalty(None).item() == 0.0
+    with torch.no_grad():
+        net.head.fc.bias += 1.0
+    fisher_b = ewc._anchors[0][0]["head.fc.bias"]
+    assert penalty(None).item() == pytest.approx(0.5 * 10.0 * float(fisher_b.sum()), rel=1e-5)
+
+
+# -- herding and the memory -----------------------------------------------------------------------------------
+def _herding_as_written(features, m):
+    """iCaRL, Algorithm 4, literally: p_k = argmin_x ||mu - 1/k [phi(x) + sum_{j<k} phi(p_j)]||."""
+    phi = [f / f.norm() for f in features.double()]
+    mu = sum(phi) / len(phi)
+    mu = mu / mu.norm()
+    picked = []
+    for k in range(1, m + 1):
+        best, best_dist = None, float("inf")
+        for i, x in enumerate(phi):
+            if i in picked:
+                continue
+            dist = float((mu - (x + sum((phi[j] for j in picked), torch.zeros_like(mu))) / k).norm())
+            if dist < best_dist:
+                best, best_dist = i, dist
+        picked.append(best)
+    return picked
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_herding_picks_what_the_papers_rule_picks(seed):
+    g = torch.Generator().manual_seed(seed)
+    features = torch.randn(40, 6, generator=g).abs() + torch.rand(40, 1, generator=g)
+    assert herding(features, 12).tolist() == _herding_as_written(features, 12)
+
+
+def test_memory_is_rebalanced_as_classes_arrive_and_keeps_priority_order():
+    data = _quadrants(n_per_class=30)
+    memory = ClassBalancedMemory(21)
+    memory.add_classes(data, [0], lambda images, m: torch.arange(m))
+    first = memory.images[0].clone()
+    assert memory.sizes() == {0: 21}
+    memory.add_classes(data, [1, 2], lambda images, m: torch.arange(m))
+    assert memory.sizes() == {0: 7, 1: 7, 2: 7}
+    assert torch.equal(memory.images[0], first[:7])  # shrinking keeps the first (most important) exemplars
+    memory.add_classes(data, [3], lambda images, m: random_order(len(images), m, 0))
+    assert memory.sizes() == {0: 6, 1: 5, 2: 5, 3: 5} and len(memory.dataset()) == 21
+
+
+# -- the accuracy matrix ----------------------------------------------------------------------------------------
+class _Scripted(Strategy):
+    """No training; after experience i it answers correctly for classes < 2(i+1) on even images only,
+    and says class 0 otherwise."""
+
+    name = "scripted"
+
+    def trains_on(self, ctx, exp):
+        return False
+
+    def predict(self, ctx, images):
+        known = 2 * (ctx.experience + 1)
+        truth = self.truth[: len(images)]
+        even = torch.arange(len(images)) % 2 == 0
+        return torch.where(even & (truth < known), truth, torch.zeros_like(truth))
+
+
+def test_accuracy_matrix_of_a_scripted_scenario_is_what_hand_computation_gives():
+    # 4 classes, 4 test images each, in 2 experiences of 2 classes
+    labels = torch.arange(4).repeat_interleave(4)
+    data = ImageDataset(torch.zeros(16, 1, 16, 16, dtype=torch.uint8), labels, list("abcd"))
+    sc = class_incremental(data, data, 2)
+    strategy = _Scripted()
+    strategy.truth = sc.test_upto(1).labels
+    result = run_continual(sc, strategy, _tiny_net(), config=b4_config(epochs=1))
+    # the test set is [class 0 ×4, class 1 ×4, class 2 ×4, class 3 ×4]; even positions are answered right
+    # for known classes, odd ones get class 0 (right for class 0 only).
+    # after exp 0: class 0 → 4/4, class 1 → 2/4 → experience 0: 6/8; classes 2, 3 → 0 → experience 1: 0/8
+    # after exp 1: experience 0 as before 6/8; classes 2, 3 → 2/4 each → experience 1: 4/8
+    expected = np.array([[0.75, 0.0], [0.75, 0.5]])
+    np.testing.assert_allclose(result.matrix.values, expected)
+    summary = result.matrix.summary()
+    assert summary["average_accuracy"] == pytest.approx((0.75 + 0.5) / 2)
+    assert summary["average_incremental_accuracy"] == pytest.approx((0.75 + (0.75 + 0.5) / 2) / 2)
+    assert summary["forgetting"] == pytest.approx(0.0)
+    assert summary["backward_transfer"] == pytest.approx(0.0)
+    assert result.final_accuracy == pytest.approx(10 / 16)
+    assert result.seen_accuracy == pytest.approx([0.75, 10 / 16])
+    assert result.per_class_accuracy == pytest.approx([1.0, 0.5, 0.5, 0.5])
+    assert result.final_confusion.sum() == 16 and result.final_confusion[1, 0] == 2
+
+
+# -- scenarios ------------------------------------------------------------------------------------------------
+def test_class_order_given_or_seeded():
+    data = _quadrants(n_per_class=2)
+    assert [e.classes for e in class_incremental(data, data, 4, class_order=[2, 0, 3, 1]).experiences] == \
+        [[2], [0], [3], [1]]
+    a = [e.classes for e in class_incremental(data, data, 2, seed=5).experiences]
+    assert a == [e.classes for e in class_incremental(data, data, 2, seed=5).experiences]
+    assert sorted(sum(a, [])) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="n_experiences"):
+        class_incremental(data, data, 5)
+    with pytest.raises(ValueError, match="distinct"):
+        class_incremental(data, data, 2, class_order=[0, 0, 1, 2])
+
+
+def test_domain_incremental_keeps_one_label_space():
+    a, b = _quadrants(seed=0), _quadrants(seed=1)
+    b = ImageDataset(255 - b.images, b.labels, ["1", "2", "3", "4"])
+    sc = domain_incremental([("light", a, a), ("dark", b, b)])
+    assert sc.kind == "domain" and sc.class_names[0] == "nw / 1"
+    assert [e.classes for e in sc.experiences] == [[0, 1, 2, 3], [0, 1, 2, 3]]
+
+
+# -- strategies -------------------------------------------------------------------------------------------------
+def test_teacher_table_equals_a_forward_pass_of_the_teacher():
+    data = _quadrants()
+    net = _tiny_net()
+    table = TeacherLogits(net, data, augmented=False)
+    live = TeacherLogits(net.eval(), data, augmented=True)
+
+    class _Step:
+        index = torch.tensor([3, 7, 50])
+        x = data.images[index].float() / 255
+
+    torch.testing.assert_close(table(_Step), live(_Step), rtol=1e-5, atol=1e-5)
+
+
+def test_gaussian_strategy_equals_a_classifier_refit_on_all_features():
+    data = _quadrants()
+    sc = class_incremental(data, data, 3, class_order=[3, 1, 0, 2])
+    strategy, net = GaussianStrategy(), _tiny_net()
+    result = run_continual(sc, strategy, net, config=b4_config(epochs=1))
+    feats = extract_features(net, data)  # the network is frozen after the first experience
+    order = [3, 1, 0, 2]
+    relabelled = torch.tensor([order.index(int(y)) for y in data.labels])
+    refit = GaussianClassifier().fit(feats, relabelled.numpy())
+    np.testing.assert_allclose(strategy.classifier.means_, refit.means_, atol=1e-6)
+    np.testing.assert_allclose(strategy.classifier.covariance_, refit.covariance_, atol=1e-6)
+    assert result.logs[1]["epochs"] == []  # no gradient step after the first experience
+
+
+@pytest.mark.parametrize("name", ["naive", "joint", "ewc", "online-ewc", "lwf", "icarl", "replay", "gaussian"])
+def test_every_strategy_runs_through_the_loop_and_is_deterministic(name):
+    data = _quadrants()
+    sc = class_incremental(data, data, 2)
+    params = {"memory_size": 20} if name in ("icarl", "replay") else {}
+    runs = [run_continual(sc, make_strategy(name, **params), _tiny_net(), config=b4_config(epochs=2))
+            for _ in range(2)]
+    np.testing.assert_array_equal(runs[0].matrix.values, runs[1].matrix.values)
+    doc = runs[0].to_json()
+    assert 0.0 <= doc["final_accuracy"] <= 1.0 and len(doc["per_class_accuracy"]) == 4
+
+
+def test_replay_memory_joins_the_training_set():
+    data = _quadrants()
+    sc = class_incremental(data, data, 2)
+    strategy = Replay(memory_size=10)
+    result = run_continual(sc, strategy, _tiny_net(), config=b4_config(epochs=1))
+    assert result.logs[1]["train_images"] == len(sc.experiences[1].train) + 10
+    assert strategy.memory.sizes() == {0: 3, 1: 3, 2: 2, 3: 2}
+
+
+def test_unknown_strategy_names_the_choices():
+    with pytest.raises(ValueError, match="choose one of"):
+        make_strategy("magic")
+    with pytest.raises(ValueError, match="does not take"):
+        make_strategy("naive", memory_size=3)
