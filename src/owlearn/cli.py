@@ -59,6 +59,7 @@ def _load(name: str, split: str, data_dir: Path | None, download: bool):
 
 @app.command()
 def train(
+    ctx: typer.Context,
     data: str = typer.Option(
         "digits", help="Dataset name (see `owlearn data list`) or a folder of images, one sub-folder per class."),
     out: Path = typer.Option(Path("model.owl"), "--out", "-o", help="Where to write the model file."),
@@ -96,11 +97,20 @@ def train(
     download: bool = typer.Option(False, help="Download the dataset if it is not found."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    """Train a classifier and save it as one model file."""
+    """Train a classifier and save it as one model file.
+
+    Under `torchrun --nproc-per-node N -m owlearn train …` the same options train with N processes
+    (docs/distributed.md): --batch-size is the global batch, rank 0 prints and writes the files.
+    """
     from owlearn.api import build_model, train_model
     from owlearn.data.augment import preset
     from owlearn.evaluate import held_out_accuracy
+    from owlearn.train import distributed
     from owlearn.train.loop import TrainConfig
+
+    ctx.with_resource(distributed.session())  # joins torchrun's process group; a no-op otherwise
+    if not distributed.is_main():
+        console.quiet = True  # one process speaks for all
 
     train_set = _load(data, "train", data_dir, download)
     test_set = _try_load_test(data, data_dir, download)
@@ -136,7 +146,9 @@ def train(
         acc = held_out_accuracy(model, test_set)
         model.info["test_accuracy"] = acc
         console.print(f"Test accuracy on {test_set.name}: [bold]{acc:.4f}[/bold]")
-    model.save(out)
+    if distributed.is_main():
+        model.save(out)
+    distributed.barrier()
     console.print(f"Model written to [bold]{out}[/bold]. Next: `owlearn evaluate {out} --data {data}`")
 
 

@@ -171,11 +171,19 @@ class OwlModel:
         From then on :meth:`add_class` can grow the model by new classes without retraining.
         """
         from owlearn.space import GaussianClassifier
+        from owlearn.train import distributed
 
         aligned = train.relabel(self.class_names)
         known = aligned.labels >= 0
-        gaussian = GaussianClassifier().fit(self.features(aligned.subset(known)), aligned.labels[known].numpy(),
-                                            class_names=self.class_names)
+        if distributed.is_distributed():
+            # under torchrun each process embeds its share of the images; the statistics are summed exactly
+            mine = aligned.subset(known)
+            mine = mine.subset(distributed.shard_indices(len(mine)))
+            stats = distributed.gaussian_statistics(self.features(mine), mine.labels.numpy(), len(self.class_names))
+            gaussian = GaussianClassifier().fit_statistics(*stats, class_names=self.class_names)
+        else:
+            gaussian = GaussianClassifier().fit(self.features(aligned.subset(known)), aligned.labels[known].numpy(),
+                                                class_names=self.class_names)
         self.components["gaussian"] = gaussian
         return gaussian
 

@@ -151,6 +151,23 @@ class GaussianClassifier(StateMixin, ClassifierMixin, BaseEstimator):
         self._commit(classes, names, counts, sums, scatters, pooled=_pooled(scatters))
         return self
 
+    def fit_statistics(self, counts: Any, sums: Any, scatters: Sequence[Any],
+                       class_names: Sequence[str] | None = None) -> Self:
+        """Fit from sufficient statistics of labels ``0 … K-1`` (e.g. summed over processes, see
+        :func:`owlearn.train.distributed.gaussian_statistics`): counts ``(K,)``, feature sums ``(K, D)``
+        and scatters about each class mean ``K × (D, D)``. Classes with count 0 are left out.
+        """
+        self._check_params()
+        counts = np.asarray(counts, dtype=np.int64)
+        present = np.flatnonzero(counts > 0)
+        if present.size == 0:
+            raise ValueError("fit_statistics: every class has count 0")
+        names = _names_for(present, class_names)
+        scatters = [np.asarray(scatters[k], dtype=np.float64) for k in present]
+        self._commit(present, names, counts[present], np.asarray(sums, dtype=np.float64)[present], scatters,
+                     pooled=_pooled(scatters))
+        return self
+
     def add_class(self, X_new: Any, name: str | None = None) -> int:
         """Add a class from its features alone and return its label (one more than the largest).
 

@@ -7,6 +7,10 @@ Cross-entropy is the default objective; VAT, EWC, distillation and IIC are furth
 Reproducibility: shuffling, augmentation and dropout of epoch ``e`` draw from generators seeded with
 ``(seed, e)``, and the learning rate is a pure function of the step. A run resumed from the
 checkpoint of epoch ``e`` therefore continues exactly like the uninterrupted run.
+
+Under torchrun (see :mod:`owlearn.train.distributed`) every process draws the same permutation, takes its
+slice of each global batch (``batch_size`` is the global batch), augments it from its own seeded stream, and
+gradients are averaged after ``backward``; rank 0 alone shows progress and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from owlearn.data.augment import AugmentConfig, augment_batch
 from owlearn.data.dataset import UNLABELED, ImageDataset
 from owlearn.nets.network import to_float
 from owlearn.train import checkpoint as ckpt
+from owlearn.train import distributed
 from owlearn.train.progress import TrainingProgress
 
 
@@ -242,16 +247,20 @@ class Trainer:
         batch = min(cfg.batch_size, n)
         steps_per_epoch = n // batch  # drop the last partial batch: BatchNorm dislikes tiny batches
         self.total_steps = steps_per_epoch * cfg.epochs
+        self._shard = self._rank_slice(batch)
         start_epoch = 0
         if resume:
             start_epoch = self._resume()
+        distributed.broadcast_module(self.model)  # all processes start from rank 0's weights, as DDP does
         images = train.images.to(self.device)
         labels = train.labels.to(self.device)
         self._call_hooks("on_fit_start")
-        with TrainingProgress(enabled=self.progress, epochs=cfg.epochs, steps=steps_per_epoch) as bar:
+        with TrainingProgress(enabled=self.progress and distributed.is_main(), epochs=cfg.epochs,
+                              steps=steps_per_epoch) as bar:
             for epoch in range(start_epoch, cfg.epochs):
                 bar.start_epoch(epoch)
                 logs = self._train_epoch(epoch, images, labels, batch, steps_per_epoch, bar)
+                distributed.average_buffers(self.model)  # one model on every process before eval and saving
                 if val is not None and len(val):
                     logs["val_acc"] = evaluate_accuracy(self.model, val, cfg.eval_batch_size, self.device)
                 self.history.epochs.append(logs)
@@ -268,6 +277,11 @@ class Trainer:
         g = self._epoch_generator(epoch)
         torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))  # dropout & friends
         order = torch.randperm(len(labels), generator=g).to(self.device)
+        if distributed.is_distributed():
+            # the permutation above is shared; augmentation and dropout of each slice get their own stream
+            g = torch.Generator().manual_seed((cfg.seed * 1_000_003 + epoch) * 65_537 + distributed.rank())
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))
+        lo, hi = self._shard
         self.model.train()
         self._call_hooks("on_epoch_start", epoch)
         loss_sum = torch.zeros((), device=self.device)
@@ -279,7 +293,7 @@ class Trainer:
             lr = cfg.lr * lr_factor(cfg, self.global_step, self.total_steps)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            index = order[i * batch:(i + 1) * batch]
+            index = order[i * batch + lo:i * batch + hi]
             x_raw = to_float(images[index])
             x = augment_batch(x_raw, self.augment, g)
             if cfg.channels_last:
@@ -293,6 +307,7 @@ class Trainer:
                     f"learning rate (now {lr:.3g}).{where}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(self.model.parameters())  # hooks see the global batch's gradient
             self._call_hooks("on_after_backward", step)
             self.optimizer.step()
             loss_sum += loss.detach()
@@ -302,6 +317,10 @@ class Trainer:
                 counted += int(mask.sum())
             bar.advance(i + 1, loss_sum, i + 1, correct, counted, batch * (i + 1) / (time.perf_counter() - start))
         seconds = time.perf_counter() - start
+        if distributed.is_distributed():  # logs describe the global batches, the same on every process
+            totals = torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(counted), device=self.device)])
+            distributed.all_reduce_sum(totals)
+            loss_sum, correct, counted = totals[0] / distributed.world_size(), totals[1], int(totals[2])
         return {
             "epoch": epoch + 1,
             "loss": float(loss_sum) / max(steps, 1),
@@ -317,11 +336,25 @@ class Trainer:
         return self.checkpoint_dir / "last.ckpt" if self.checkpoint_dir else None
 
     def save_checkpoint(self, epoch: int) -> Path:
-        """Write model, optimizer, epoch and history to ``checkpoint_dir/last.ckpt`` atomically."""
+        """Write model, optimizer, epoch and history to ``checkpoint_dir/last.ckpt`` atomically (rank 0 only;
+        the others wait, so that every process may read it afterwards)."""
         assert self.checkpoint_path is not None
-        ckpt.save(self.checkpoint_path, model=self.model, optimizer=self.optimizer,
-                  meta={"epoch": epoch + 1, "history": self.history.epochs, "config": self.config.to_json()})
+        if distributed.is_main():
+            ckpt.save(self.checkpoint_path, model=self.model, optimizer=self.optimizer,
+                      meta={"epoch": epoch + 1, "history": self.history.epochs, "config": self.config.to_json()})
+        distributed.barrier()
         return self.checkpoint_path
+
+    @staticmethod
+    def _rank_slice(batch: int) -> tuple[int, int]:
+        """Where this process's shard lies in each global batch: ``(0, batch)`` in a single process."""
+        world = distributed.world_size() if distributed.is_distributed() else 1
+        if batch % world:
+            raise ValueError(f"the batch of {batch} images does not split evenly over {world} processes; "
+                             f"choose a batch size divisible by {world}")
+        shard = batch // world
+        start = distributed.rank() * shard if world > 1 else 0
+        return start, start + shard
 
     def _resume(self) -> int:
         path = self.checkpoint_path
