@@ -1,0 +1,115 @@
+"""B5 — unsupervised clustering with IIC: MNIST-10k and Fashion-MNIST (70k), seeds 0-2.
+
+Trained and evaluated on the same unlabeled images (as in the IIC paper). Labels are used only to
+score: after every epoch (for the accuracy-against-time curve) and at the end (Hungarian accuracy,
+NMI, ARI of the sub-head chosen by its loss, the mean over sub-heads and the best sub-head).
+
+Full run:  python benchmarks/b5_cluster.py
+Smoke run: python benchmarks/b5_cluster.py --quick
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from owlearn.cluster.train import IICConfig, all_head_assignments, fit_iic
+from owlearn.data.sources import load_dataset
+from owlearn.metrics import ari, hungarian_accuracy, nmi
+
+from common import SHARED_DATA, base_parser, mean_std, write_results
+
+
+def load(name: str):
+    if name == "mnist-10k":
+        return load_dataset("mnist", "test", data_dir=_data_dir())
+    if name == "fashion-mnist":
+        return load_dataset("fashion-mnist", "all")
+    return load_dataset(name, "all")
+
+
+def _data_dir():
+    import os
+
+    return None if os.environ.get("OWLEARN_DATA") else SHARED_DATA
+
+
+def score(labels: np.ndarray, assignments: list[np.ndarray], chosen: int) -> dict:
+    accs = [hungarian_accuracy(labels, a)[0] for a in assignments]
+    return {"accuracy": accs[chosen], "nmi": nmi(labels, assignments[chosen]), "ari": ari(labels, assignments[chosen]),
+            "sub_head_accuracies": accs, "best_sub_head_accuracy": max(accs),
+            "mean_sub_head_accuracy": float(np.mean(accs)), "chosen_head": chosen}
+
+
+def run(data, config: IICConfig, eval_every: int) -> dict:
+    labels = data.labels.numpy()
+    curve: list[dict] = []
+    clock = {"train": 0.0, "last": time.perf_counter()}
+
+    def on_epoch(trainer, epoch, logs):
+        clock["train"] += time.perf_counter() - clock["last"]
+        if (epoch + 1) % eval_every == 0 or epoch + 1 == config.epochs:
+            assignments = all_head_assignments(trainer.model, data)
+            s = score(labels, assignments, logs["best_head"])
+            curve.append({"epoch": epoch + 1, "train_seconds": clock["train"], "loss": logs["loss"],
+                          "accuracy": s["accuracy"], "best_sub_head_accuracy": s["best_sub_head_accuracy"]})
+            print(f"  epoch {epoch + 1}: {clock['train']:.0f} s, loss {logs['loss']:.4f}, head {logs['best_head']}, "
+                  f"acc {s['accuracy']:.4f} (best sub-head {s['best_sub_head_accuracy']:.4f})", flush=True)
+        clock["last"] = time.perf_counter()
+
+    result = fit_iic(data, config, progress=False, on_epoch=on_epoch)
+    final = score(labels, all_head_assignments(result.model, data), result.best_head)
+    return {**final, "train_seconds": clock["train"], "epochs_run": len(result.history), "curve": curve}
+
+
+def main() -> None:
+    p = base_parser(__doc__)
+    p.add_argument("--datasets", nargs="+", default=["mnist-10k", "fashion-mnist"])
+    p.add_argument("--alphas", type=float, nargs="+", default=[10.0, 1.0])
+    p.add_argument("--epochs", type=int, default=None, help="default: 60 for MNIST-10k, 12 for Fashion-MNIST")
+    p.add_argument("--size", type=int, default=16, help="side images are resized to (0 keeps 28)")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--sub-heads", type=int, default=5)
+    p.add_argument("--overclusters", type=int, default=None, help="default 5k; 0 disables the head")
+    p.add_argument("--eval-every", type=int, default=5)
+    p.add_argument("--tag", default="", help="suffix of the results file name")
+    args = p.parse_args()
+    started = time.time()
+    if args.quick:
+        args.seeds, args.alphas, args.datasets = args.seeds[:1], args.alphas[:1], args.datasets[:1]
+    results: dict = {}
+    for name in args.datasets:
+        data = load(name)
+        if args.quick:
+            data = data.subset(torch.arange(2000))
+        epochs = args.epochs or (2 if args.quick else 60 if len(data) <= 10_000 else 12)
+        for alpha in args.alphas:
+            runs = []
+            for seed in args.seeds:
+                config = IICConfig(clusters=len(data.class_names), overclusters=args.overclusters,
+                                   sub_heads=args.sub_heads, alpha=alpha, size=args.size or None,
+                                   repeats=args.repeats, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
+                                   seed=seed, device=args.device)
+                print(f"{name} α={alpha:g} seed {seed}", flush=True)
+                runs.append({"seed": seed, **run(data, config, args.eval_every)})
+            key = f"{name} α={alpha:g}"
+            results[key] = {
+                "dataset": name, "alpha": alpha, "images": len(data), "runs": runs,
+                "accuracy": mean_std([r["accuracy"] for r in runs]),
+                "best_sub_head_accuracy": mean_std([r["best_sub_head_accuracy"] for r in runs]),
+                "nmi": mean_std([r["nmi"] for r in runs]), "ari": mean_std([r["ari"] for r in runs]),
+                "train_seconds": mean_std([r["train_seconds"] for r in runs]),
+            }
+    config = {k: (str(v) if not isinstance(v, int | float | str | list | bool | type(None)) else v)
+              for k, v in vars(args).items()}
+    config["recipe"] = IICConfig(size=args.size or None, repeats=args.repeats, batch_size=args.batch_size,
+                                 lr=args.lr).to_json()
+    write_results("b5_cluster" + (f"-{args.tag}" if args.tag else ""), config, results, started, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""IIC training: the objective for the shared training loop, the recipe, and assignment.
+
+The recipe that converges on a 2-core CPU (measured in benchmarks/b5_cluster.py and recorded in
+benchmarks/RESULTS.md) differs from a plain reading of the paper in three ways that each matter:
+images are shrunk before training (digits keep their shape at 16×16 while the trunk's cost falls
+about 3×), every image appears ``repeats`` times per batch with independent augmentations (more
+pairs per image to agree on, as in the paper's code), and the first view gets light augmentation
+too, so neither view is a privileged "clean" image.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from owlearn.cluster.iic import iic_loss
+from owlearn.cluster.model import ClusterNet
+from owlearn.data.augment import AugmentConfig, augment_batch
+from owlearn.data.dataset import UNLABELED, ImageDataset
+from owlearn.nets.network import NetworkSpec, to_float
+from owlearn.train.loop import Hook, Step, TrainConfig, Trainer
+
+
+def iic_views() -> AugmentConfig:
+    """The second view: rotation, skew, scale, shift, noise, binarisation, contrast (the write-up's set)."""
+    return AugmentConfig(rotate=25, scale=(0.8, 1.2), shear=15, translate=0.1, noise=0.1, binarize=0.2,
+                         contrast=0.3)
+
+
+def light_view() -> AugmentConfig:
+    return AugmentConfig(scale=(0.9, 1.1), translate=0.05)
+
+
+@dataclass
+class IICConfig:
+    """How to cluster: network, heads, objective and optimisation.
+
+    Attributes
+    ----------
+    clusters
+        Number of clusters of the main head (``k``).
+    overclusters
+        Clusters of the over-clustering head; ``None`` → ``5 * clusters``, ``0`` → no such head.
+    sub_heads
+        Sub-heads per head; the best main sub-head is picked by its loss in the last epoch.
+    alpha
+        Weight of the marginal-entropy terms (1 = plain mutual information; the write-up used 10).
+    size
+        Side length images are resized to before training (``None`` keeps them).
+    repeats
+        Independent augmented pairs of every image in a batch.
+    """
+
+    clusters: int = 10
+    overclusters: int | None = None
+    sub_heads: int = 5
+    alpha: float = 10.0
+    backbone: str = "convnet"
+    backbone_args: dict = field(default_factory=dict)
+    size: int | None = 16
+    repeats: int = 2
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    view: AugmentConfig = field(default_factory=iic_views)
+    first_view: AugmentConfig = field(default_factory=light_view)
+
+    def __post_init__(self) -> None:
+        if self.overclusters is None:
+            self.overclusters = 5 * self.clusters
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be at least 1, got {self.repeats}")
+        if self.size is not None and self.size < 8:
+            raise ValueError(f"size must be at least 8 pixels, got {self.size}")
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["view"], data["first_view"] = self.view.to_json(), self.first_view.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> IICConfig:
+        data = dict(data)
+        data["view"] = AugmentConfig.from_json(data["view"])
+        data["first_view"] = AugmentConfig.from_json(data["first_view"])
+        return cls(**data)
+
+
+def resize_images(images: torch.Tensor, size: int | None) -> torch.Tensor:
+    """uint8 ``(N, C, H, W)`` → uint8 ``(N, C, size, size)`` with antialiasing (unchanged if ``None``)."""
+    if size is None or images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    out = []
+    for chunk in images.split(4096):
+        small = F.interpolate(to_float(chunk), size=(size, size), mode="bilinear", antialias=True,
+                              align_corners=False)
+        out.append(small.mul_(255).round_().clamp_(0, 255).to(torch.uint8))
+    return torch.cat(out)
+
+
+class IICObjective:
+    """IIC loss of every sub-head of both heads, for :class:`owlearn.train.Trainer`.
+
+    Each image of the step is repeated ``repeats`` times; each copy gets a light first view and a
+    strong second view, and one trunk pass computes the features of all of them. The loss is the
+    mean IIC loss over main sub-heads plus the mean over over-clustering sub-heads. Each main
+    sub-head's loss is accumulated per epoch (:attr:`epoch_losses`) to choose the best one.
+    """
+
+    name = "iic"
+
+    def __init__(self, config: IICConfig):
+        self.config = config
+        self.epoch_losses = torch.zeros(config.sub_heads)
+        self.steps = 0
+
+    def reset(self) -> None:
+        self.epoch_losses.zero_()
+        self.steps = 0
+
+    def __call__(self, step: Step) -> torch.Tensor:
+        cfg, model = self.config, step.model
+        x = step.x_raw.repeat(cfg.repeats, 1, 1, 1)
+        v1 = augment_batch(x, cfg.first_view, step.generator)
+        v2 = augment_batch(x, cfg.view, step.generator)
+        both = torch.cat([v1, v2]).contiguous(memory_format=torch.channels_last)
+        f1, f2 = model.features(both).chunk(2)
+        main = [iic_loss(a, b, cfg.alpha) for a, b in zip(model.main(f1), model.main(f2))]
+        self.epoch_losses += torch.stack([m.detach().float().cpu() for m in main])
+        self.steps += 1
+        loss = torch.stack(main).mean()
+        if model.over is not None:
+            over = [iic_loss(a, b, cfg.alpha) for a, b in zip(model.over(f1), model.over(f2))]
+            loss = loss + torch.stack(over).mean()
+        return loss
+
+
+class _ChooseBestHead(Hook):
+    """Resets the per-head losses each epoch and records them; the lowest picks ``best_head``."""
+
+    def __init__(self, objective: IICObjective, on_epoch=None):
+        self.objective = objective
+        self.on_epoch = on_epoch
+        self.head_losses: list[list[float]] = []
+
+    def on_epoch_start(self, trainer, epoch):
+        self.objective.reset()
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        losses = (self.objective.epoch_losses / max(self.objective.steps, 1)).tolist()
+        self.head_losses.append(losses)
+        trainer.model.best_head.fill_(int(np.argmin(losses)))
+        logs["head_losses"] = losses
+        logs["best_head"] = int(np.argmin(losses))
+        if self.on_epoch is not None:
+            self.on_epoch(trainer, epoch, logs)
+
+
+@dataclass
+class ClusterResult:
+    """A trained clustering network and how it got there."""
+
+    model: ClusterNet
+    config: IICConfig
+    history: list[dict]
+    seconds: float
+
+    @property
+    def best_head(self) -> int:
+        return int(self.model.best_head)
+
+
+def build_cluster_net(data: ImageDataset, config: IICConfig) -> ClusterNet:
+    c = data.images.shape[1]
+    size = config.size or data.images.shape[-1]
+    from owlearn.api import channel_stats
+
+    mean, std = channel_stats(resize_images(data.images[:5000], config.size))
+    spec = NetworkSpec(config.backbone, "linear", config.clusters, (c, size, size), mean=mean, std=std,
+                       backbone_args=config.backbone_args)
+    torch.manual_seed(config.seed)
+    return ClusterNet(spec, config.clusters, config.overclusters or 0, config.sub_heads)
+
+
+def fit_iic(data: ImageDataset, config: IICConfig | None = None, *, progress: bool = True,
+            on_epoch=None, checkpoint_dir=None) -> ClusterResult:
+    """Cluster ``data`` (labels ignored) with IIC; returns the trained network.
+
+    ``on_epoch(trainer, epoch, logs)`` is called after every epoch (e.g. to evaluate against labels
+    for a learning curve: the labels never reach the objective or the head choice).
+
+    Examples
+    --------
+    >>> from owlearn.data.sources import load_dataset
+    >>> digits = load_dataset("digits", "train")
+    >>> result = fit_iic(digits, IICConfig(epochs=1, size=8, sub_heads=1, batch_size=64), progress=False)
+    >>> assign(result.model, digits).shape == (len(digits),)
+    True
+    """
+    config = config or IICConfig()
+    model = build_cluster_net(data, config)
+    unlabeled = ImageDataset(resize_images(data.images, config.size),
+                             torch.full((len(data),), UNLABELED, dtype=torch.long), data.class_names, name=data.name)
+    objective = IICObjective(config)
+    chooser = _ChooseBestHead(objective, on_epoch)
+    train_cfg = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, optimizer="adam", lr=config.lr,
+                            weight_decay=0.0, schedule="constant", seed=config.seed, device=config.device)
+    trainer = Trainer(model, train_cfg, objectives=[objective], hooks=[chooser], progress=progress,
+                      checkpoint_dir=checkpoint_dir)
+    start = time.perf_counter()
+    history = trainer.fit(unlabeled)
+    return ClusterResult(model=trainer.model, config=config, history=history.epochs,
+                         seconds=time.perf_counter() - start)
+
+
+@torch.inference_mode()
+def cluster_probabilities(model: ClusterNet, data: ImageDataset | torch.Tensor, *, head: int | None = None,
+                          batch_size: int = 1024, size: int | None = None) -> torch.Tensor:
+    """Cluster probabilities ``(N, k)`` of one main sub-head (default: the chosen best)."""
+    images = data.images if isinstance(data, ImageDataset) else data
+    size = size if size is not None else model.spec.in_shape[-1]
+    head = int(model.best_head) if head is None else head
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for chunk in images.split(batch_size):
+            x = to_float(resize_images(chunk, size).to(device)).contiguous(memory_format=torch.channels_last)
+            out.append(F.softmax(model.main.heads[head](model.features(x)), dim=1).float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, model.clusters)
+
+
+def assign(model: ClusterNet, data: ImageDataset | torch.Tensor, *, head: int | None = None) -> np.ndarray:
+    """Cluster index of every image (argmax of the chosen sub-head)."""
+    return cluster_probabilities(model, data, head=head).argmax(1).numpy()
+
+
+def all_head_assignments(model: ClusterNet, data: ImageDataset) -> list[np.ndarray]:
+    """Cluster index of every image under every main sub-head (one trunk pass)."""
+    size = model.spec.in_shape[-1]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    parts: list[list[np.ndarray]] = [[] for _ in range(len(model.main))]
+    try:
+        with torch.inference_mode():
+            for chunk in data.images.split(1024):
+                x = to_float(resize_images(chunk, size).to(device)).contiguous(memory_format=torch.channels_last)
+                for i, p in enumerate(model.main(model.features(x))):
+                    parts[i].append(p.argmax(1).cpu().numpy())
+    finally:
+        model.train(was_training)
+    return [np.concatenate(p) for p in parts]

@@ -1,0 +1,76 @@
+"""IIC clustering in the shared training loop: heads, the head choice, resizing and recovery of clusters."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_patterns
+from owlearn.cluster.model import ClusterNet
+from owlearn.cluster.train import IICConfig, all_head_assignments, assign, fit_iic, resize_images
+from owlearn.data.augment import AugmentConfig
+from owlearn.metrics import hungarian_accuracy
+from owlearn.nets.network import NetworkSpec
+
+SMALL = {"widths": [8, 16, 16, 32]}
+
+
+def small_config(**kw):
+    base = dict(clusters=5, sub_heads=3, size=None, repeats=2, epochs=12, batch_size=50, lr=3e-3, seed=0,
+                backbone_args=SMALL, view=AugmentConfig(noise=0.1, translate=0.05), first_view=AugmentConfig())
+    base.update(kw)
+    return IICConfig(**base)
+
+
+def test_iic_finds_the_five_patterns_without_labels():
+    data = make_patterns(n_per_class=40)
+    result = fit_iic(data, small_config(epochs=20), progress=False)
+    acc, _ = hungarian_accuracy(data.labels.numpy(), assign(result.model, data))
+    assert acc >= 0.95
+    assert len(result.history) == 20 and "head_losses" in result.history[-1]
+
+
+def test_the_chosen_head_is_the_one_with_the_lowest_loss_never_the_labels():
+    data = make_patterns(n_per_class=20)
+    result = fit_iic(data, small_config(epochs=2), progress=False)
+    last = result.history[-1]["head_losses"]
+    assert result.best_head == int(np.argmin(last))
+    # shuffling the labels changes nothing: they never reach training or the head choice
+    shuffled = data.subset(torch.arange(len(data)))
+    shuffled.labels = shuffled.labels[torch.randperm(len(data), generator=torch.Generator().manual_seed(1))]
+    again = fit_iic(shuffled, small_config(epochs=2), progress=False)
+    assert again.best_head == result.best_head
+    assert torch.equal(again.model.head.weight, result.model.head.weight)
+
+
+def test_every_sub_head_assigns_every_image():
+    data = make_patterns(n_per_class=10)
+    result = fit_iic(data, small_config(epochs=1), progress=False)
+    assignments = all_head_assignments(result.model, data)
+    assert len(assignments) == 3
+    assert all(a.shape == (len(data),) and a.min() >= 0 and a.max() < 5 for a in assignments)
+
+
+def test_overclustering_head_defaults_to_five_times_k_and_can_be_switched_off():
+    assert IICConfig(clusters=10).overclusters == 50
+    net = ClusterNet(NetworkSpec("convnet", "linear", 4, (1, 12, 12), backbone_args=SMALL), 4, 0, 2)
+    assert net.over is None and len(net.main) == 2
+
+
+def test_resize_keeps_uint8_and_range():
+    images = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
+    small = resize_images(images, 16)
+    assert small.dtype == torch.uint8 and small.shape == (5, 1, 16, 16)
+    assert resize_images(images, None) is images
+    flat = torch.full((2, 1, 28, 28), 200, dtype=torch.uint8)
+    assert torch.all(resize_images(flat, 16) == 200)
+
+
+def test_config_round_trips_through_json():
+    cfg = small_config(alpha=3.0)
+    assert IICConfig.from_json(cfg.to_json()) == cfg
+
+
+@pytest.mark.parametrize("bad", [{"repeats": 0}, {"size": 4}])
+def test_bad_config_is_refused(bad):
+    with pytest.raises(ValueError):
+        small_config(**bad)
