@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import plots
 from owlearn._atomic import atomic_open
 
 from common import RESULTS, ROOT
@@ -49,6 +50,7 @@ def section_b1(doc: dict) -> list[str]:
         lines += ["", f"Target: better head ≥ 0.925 — {'met' if max(ce, l2) >= 0.925 else 'missed'} "
                   f"({max(ce, l2):.4f}); L2-softmax ≥ CE in mean — {'yes' if l2 >= ce else 'no'} "
                   f"({l2:.4f} vs {ce:.4f}). The L2-softmax write-up reports 99.31% vs 99.01% on MNIST."]
+    lines += ["", f"![B1 accuracy per head]({plots.b1_accuracy(doc)})"]
     lines += ["", f"Produced by {_provenance(doc)}.", ""]
     lines += _b1_reruns(doc)
     return lines
@@ -92,6 +94,7 @@ def section_b7(doc: dict) -> list[str]:
         lines.append(f"- {label}: **{r[key]:.2f}×**")
     lines += ["", "The bare loop keeps PyTorch's default memory format; owlearn's loop trains in channels_last, "
               "which is why it runs faster than that 'ceiling' on this CPU.",
+              "", f"![B7 training throughput]({plots.b7_throughput(doc)})",
               "", f"Produced by {_provenance(doc)}.", ""]
     return lines
 

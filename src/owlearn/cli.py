@@ -367,6 +367,67 @@ def serve(
 
 
 @app.command()
+def bench(
+    protocols: list[str] = typer.Argument(None, metavar="[PROTOCOL]...",
+                                          help="Protocols to run, e.g. B1 B7 (default: all)."),
+    only: list[str] = typer.Option([], "--only", help="Same as the PROTOCOL arguments: --only B1 B7."),
+    quick: bool = typer.Option(False, help="Minutes-long smoke runs (results/*-quick.json) instead of the full ones."),
+    report_only: bool = typer.Option(False, help="Run nothing: regenerate RESULTS.md, compare the results there are."),
+    dry_run: bool = typer.Option(False, help="Print the commands without running them."),
+    device: str | None = typer.Option(None, help="Passed to every script: auto, cpu or cuda."),
+    seeds: str | None = typer.Option(None, help="Passed to every script, e.g. '0 1 2'."),
+    checkout: Path | None = typer.Option(
+        None, help="Source checkout holding benchmarks/ (default: the one owlearn runs from, or $OWLEARN_CHECKOUT)."),
+) -> None:
+    """Run the benchmark protocols, regenerate benchmarks/RESULTS.md and compare with the recorded anchors."""
+    from owlearn import bench as b
+
+    try:
+        root = b.find_checkout(checkout)
+    except b.NoCheckout as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    asked = {p.upper() for text in [*(protocols or []), *only] for p in text.replace(",", " ").split()}
+    unknown = sorted(asked - set(b.PROTOCOLS))
+    if unknown:
+        raise typer.BadParameter(f"unknown protocol(s) {unknown}; choose from {', '.join(b.PROTOCOLS)}")
+    chosen = [p for p in b.PROTOCOLS if p in asked or not asked]
+    extra = [*(["--device", device] if device else []), *(["--seeds", *seeds.split()] if seeds else [])]
+    failed = []
+    if dry_run:
+        for proto in chosen:
+            for script in b.PROTOCOLS[proto]:
+                cmd = b.command(root, script, quick, extra)
+                console.print(f"{proto}: {' '.join(cmd[1:]) if cmd else f'(no benchmarks/{script.file} here)'}")
+        return
+    if not report_only:
+        status = b.run(root, chosen, quick, extra, console.print)
+        failed = [f for f, s in status.items() if s.startswith("failed")]
+    if b.regenerate_report(root) != 0:
+        failed.append("report.py")
+    values, problems = b.measures(b.load_results(root, quick))
+    rows = b.compare(b.load_anchors(root), values, chosen)
+    kind = "quick runs: smoke numbers; the targets are about full runs" if quick else "full runs"
+    table = Table(title=f"owlearn bench — {kind} (anchors: benchmarks/anchors.json)")
+    for col in ["", "what", "measured", "anchor", "verdict", "source"]:
+        table.add_column(col, justify="right" if col in ("measured", "anchor") else "left", overflow="fold",
+                         ratio=4 if col == "what" else None)
+    style = {"met": "green", "missed": "red", "not measured": "dim"}
+    for r in rows:
+        measured = "—" if r["measured"] is None else f"{r['measured']:.4g}"
+        anchor = f"{r.get('op', '')} {r['value']:g}".strip() if r["kind"] == "target" else f"ref. {r['value']:g}"
+        verdict = f"[{style.get(r['verdict'], '')}]{r['verdict']}[/]" if r["verdict"] else ""
+        table.add_row(r["protocol"], r["what"], measured, anchor, verdict, r["source"].split(",")[0].split(" (")[0])
+    console.print(table)
+    for problem in problems:
+        console.print(f"[yellow]{problem}[/yellow]")
+    console.print(f"RESULTS.md: {root / 'benchmarks' / 'RESULTS.md'}")
+    if failed:
+        err_console.print(f"[red]failed:[/red] {', '.join(failed)}")
+        raise typer.Exit(1)
+
+
+@app.command()
 def version() -> None:
     """Print the owlearn version."""
     console.print(f"owlearn {__version__}")
