@@ -163,3 +163,35 @@ def test_fuzzing_the_upload_endpoint_gives_only_4xx(client, pattern_image):
             data = bytes(data)
         r = client.post("/api/predict", files={"image": ("f.png", data, "image/png")})
         assert r.status_code < 500, (i, r.status_code, r.text)
+
+
+def test_openapi_documents_bodies_answers_and_errors(client):
+    spec = client.get("/openapi.json").json()
+    predict = spec["paths"]["/api/predict"]["post"]
+    assert {"multipart/form-data", "image/png"} <= set(predict["requestBody"]["content"])
+    assert predict["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("PredictionResponse")
+    assert {"400", "413", "415"} <= set(predict["responses"])
+    assert "TeachRequest" in spec["components"]["schemas"] and "Problem" in spec["components"]["schemas"]
+    assert {"401", "429"} <= set(spec["paths"]["/api/classes"]["post"]["responses"])
+
+
+def test_predict_accepts_a_raw_image_body(client, pattern_image):
+    r = client.post("/api/predict", content=_png(pattern_image(1)), headers={"Content-Type": "image/png"})
+    assert r.status_code == 200, r.text
+    assert r.json()["answer"] == "p1"
+
+
+@pytest.mark.parametrize("body,content_type,status", [
+    (b"--b\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nx\r\n--b--\r\n", "multipart/form-data; boundary=b",
+     422),  # no image field
+    (b"--b\r\nContent-Disposition: form-data; name=\"image\"\r\nContent-Type: image/png\r\n\r\nx",
+     "multipart/form-data; boundary=b", 400),  # cut short
+    (b"whatever", "multipart/form-data", 400),  # no boundary
+    (b"whatever", "multipart/form-data; boundary=zz", 400),  # boundary absent from the body
+    (b"{}", "application/json", 415),
+    (b"", "", 415),
+])
+def test_malformed_uploads_get_a_clear_4xx(client, body, content_type, status):
+    r = client.post("/api/predict", content=body, headers={"Content-Type": content_type})
+    assert r.status_code == status, r.text
+    assert r.json()["detail"]

@@ -347,6 +347,11 @@ def serve(
     token: str | None = typer.Option(
         None, envvar="OWLEARN_TOKEN", help="Token needed to change the model (default: a random one, printed)."),
     max_upload_mb: float = typer.Option(4.0, min=0.01, help="Largest accepted upload, in MB."),
+    max_batch: int = typer.Option(64, min=1, help="Most concurrent predictions answered by one forward pass."),
+    batch_wait_ms: float = typer.Option(
+        1.0, min=0.0, help="How long a batch waits for more requests before its forward pass (0: take only what "
+                           "is waiting; batches still grow with the load)."),
+    threads: int = typer.Option(1, min=0, help="PyTorch threads for predictions (0: PyTorch's default)."),
 ) -> None:
     """Serve the web page and API: draw, recognise, refuse, teach."""
     import secrets
@@ -361,7 +366,8 @@ def serve(
 
     OwlModel.load(model_path)  # fail here, with a clear message, rather than inside the server
     token = token or secrets.token_urlsafe(16)
-    settings = ServeSettings(model_path=model_path, token=token, max_upload_bytes=int(max_upload_mb * 1024 * 1024))
+    settings = ServeSettings(model_path=model_path, token=token, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+                             max_batch=max_batch, batch_wait_ms=batch_wait_ms, torch_threads=threads or None)
     console.print(f"Serving {model_path} on http://{host}:{port}/  (token to change the model: [bold]{token}[/bold])")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 

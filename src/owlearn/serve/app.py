@@ -3,15 +3,14 @@
 The model is loaded in the app's lifespan, never at import. Predictions read the current model object;
 a change (adding or removing a class) is made on a copy that is written to disk atomically and then
 swapped in as a whole, so predictions keep being served, never see a half-changed model, and a change
-survives a restart.
+survives a restart. Concurrent predictions are answered in batches (see :mod:`owlearn.serve.batcher`):
+each batch takes the model current when it starts, so a class being taught never blocks them.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
-import io
+import json
 import secrets
 import threading
 import time
@@ -20,26 +19,34 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel, Field
 
 from owlearn import __version__
 from owlearn.model import OwlModel
-from owlearn.preprocess import Preprocessing, to_model_input
+from owlearn.serve.batcher import MicroBatcher, Overloaded
+from owlearn.serve.inference import ImageJob, ImageLimits, data_url_bytes, model_input, open_data_url, predict_jobs
+from owlearn.serve.schemas import (
+    DrawingRequest,
+    ForgottenResponse,
+    HealthResponse,
+    ModelResponse,
+    PredictionResponse,
+    TaughtResponse,
+    TeachRequest,
+    problems,
+)
+from owlearn.serve.upload import OPENAPI_BODY, read_upload
 
 STATIC = Path(__file__).parent / "static"
-IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
 
 
 @dataclass
 class ServeSettings:
-    """Limits and secrets of the service."""
+    """Limits, secrets and batching of the service."""
 
     model_path: Path
     token: str
@@ -48,6 +55,14 @@ class ServeSettings:
     max_examples: int = 200
     teach_per_minute: int = 12
     top_k: int = 3
+    max_batch: int = 64
+    batch_wait_ms: float = 1.0
+    max_pending: int = 2048
+    torch_threads: int | None = 1
+
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(self.max_upload_bytes, self.max_pixels)
 
 
 class ModelHolder:
@@ -61,6 +76,7 @@ class ModelHolder:
     def change(self, edit) -> OwlModel:
         with self._change_lock:
             old = self.model
+            # the network is shared, not copied: teaching never changes its weights, only the components
             new = OwlModel(old.network, list(old.class_names), old.preprocessing, copy.deepcopy(old.info),
                            {name: copy.deepcopy(c) for name, c in old.components.items()})
             edit(new)
@@ -90,24 +106,35 @@ class RateLimiter:
             return True
 
 
-class DrawingRequest(BaseModel):
-    image: str = Field(..., description="A PNG data URL (data:image/png;base64,...) of the drawing.")
-
-
-class TeachRequest(BaseModel):
-    name: str = Field(..., min_length=1, max_length=64, description="Name of the new class.")
-    images: list[str] = Field(..., min_length=2, description="Data URLs of example images (drawings or photos).")
-    drawings: bool = Field(True, description="The examples are drawings on the page's canvas.")
-
-
 def create_app(settings: ServeSettings) -> FastAPI:
     """The FastAPI application serving ``settings.model_path``."""
+    limits = settings.limits
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.holder = ModelHolder(settings.model_path)
+        holder = app.state.holder = ModelHolder(settings.model_path)
         app.state.teach_limiter = RateLimiter(settings.teach_per_minute)
-        yield
+
+        def run_batch(jobs: list[ImageJob]) -> list[bytes | HTTPException]:
+            # one snapshot per batch: a class taught meanwhile is swapped in between batches, never within one.
+            # The answers are serialised here too, off the event loop.
+            return [r if isinstance(r, HTTPException) else json.dumps(r).encode()
+                    for r in predict_jobs(holder.model, jobs, settings.top_k, limits)]
+
+        def batch_thread_setup() -> None:
+            if settings.torch_threads:
+                # a small network on a few images gains nothing from intra-op threads, and they would compete
+                # with the event loop (HTTP parsing) for the same cores
+                torch.set_num_threads(settings.torch_threads)
+
+        app.state.batcher = MicroBatcher(run_batch, max_batch=settings.max_batch,
+                                         max_wait=settings.batch_wait_ms / 1000, max_pending=settings.max_pending,
+                                         on_thread_start=batch_thread_setup)
+        await app.state.batcher.start()
+        try:
+            yield
+        finally:
+            await app.state.batcher.stop()
 
     app = FastAPI(title="owlearn", version=__version__, lifespan=lifespan,
                   description="Recognise what the model knows, refuse what it does not, teach it new classes.")
@@ -120,70 +147,22 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if not given or not secrets.compare_digest(given.encode(), settings.token.encode()):
             raise HTTPException(401, "changing the model needs the service token: send 'Authorization: Bearer TOKEN'")
 
-    # -- reading images ----------------------------------------------------------------------------
-    def decode_image(data: bytes, what: str) -> Image.Image:
-        if len(data) > settings.max_upload_bytes:
-            raise HTTPException(413, f"{what} is {len(data):,} bytes; the limit is {settings.max_upload_bytes:,}")
-        if not data:
-            raise HTTPException(400, f"{what} is empty")
+    async def recognise(request: Request, job: ImageJob) -> Response:
         try:
-            img = Image.open(io.BytesIO(data))
-            if img.width * img.height > settings.max_pixels:  # checked before the pixels are decoded
-                raise HTTPException(413, f"{what} is {img.width}×{img.height} pixels; the limit is "
-                                         f"{settings.max_pixels:,} pixels")
-            img.load()
-        except HTTPException:
-            raise
-        except Image.DecompressionBombError:
-            raise HTTPException(413, f"{what} has more pixels than the {settings.max_pixels:,} allowed") from None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            raise HTTPException(400, f"{what} is not a readable image ({type(exc).__name__})") from None
-        return img
-
-    def decode_data_url(url: str, what: str) -> Image.Image:
-        head, sep, payload = url.partition(",")
-        if not sep or not head.startswith("data:image/") or ";base64" not in head:
-            raise HTTPException(400, f"{what} must be a base64 image data URL (data:image/png;base64,...)")
-        if len(payload) > settings.max_upload_bytes * 4 // 3 + 4:
-            raise HTTPException(413, f"{what} is larger than the {settings.max_upload_bytes:,}-byte limit")
-        try:
-            data = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            raise HTTPException(400, f"{what} is not valid base64") from None
-        return decode_image(data, what)
-
-    def model_input(model: OwlModel, img: Image.Image, drawing: bool) -> torch.Tensor:
-        prep = model.preprocessing
-        if drawing and prep.in_shape[0] == 1:
-            # a canvas drawing is a stroke on a blank page: normalise it the way MNIST digits were made
-            prep = Preprocessing(prep.in_shape, background=prep.background, fit="digit")
-        try:
-            return to_model_input(img, prep)
-        except (OSError, ValueError) as exc:
-            raise HTTPException(400, f"the image could not be converted ({exc})") from None
-
-    def answer(model: OwlModel, x: torch.Tensor) -> dict:
-        pred = model.predict(x.unsqueeze(0))
-        probs = pred.probabilities[0]
-        classes = model.classes
-        order = np.argsort(probs)[::-1][: settings.top_k]
-        known = bool(pred.accepted[0]) if pred.accepted is not None else True
-        body = {
-            "answer": pred.names[0], "known": known, "nearest": classes[int(pred.nearest[0])],
-            "confidence": float(probs[order[0]]),
-            "top": [{"class": classes[i], "probability": float(probs[i])} for i in order],
-        }
-        if pred.scores is not None:
-            body |= {"novelty_score": float(pred.scores[0]),
-                     "threshold": float(model.thresholds()[int(pred.nearest[0])])}
-        return body
+            body = await request.app.state.batcher.submit(job)
+        except Overloaded as exc:
+            raise HTTPException(503, f"the service is busy: {exc}; try again") from None
+        # already JSON: returned as is, which also skips FastAPI's response validation (the schema is documented)
+        return Response(body, media_type="application/json")
 
     # -- endpoints ---------------------------------------------------------------------------------
-    @app.get("/api/health", summary="Is the service up")
+    @app.get("/api/health", summary="Is the service up", response_model=HealthResponse)
     def health(h: ModelHolder = Depends(holder)) -> dict:
-        return {"status": "ok", "version": __version__, "classes": len(h.model.classes)}
+        b = app.state.batcher
+        return {"status": "ok", "version": __version__, "classes": len(h.model.classes),
+                "predictions": b.items, "batches": b.batches}
 
-    @app.get("/api/model", summary="What the served model knows")
+    @app.get("/api/model", summary="What the served model knows", response_model=ModelResponse)
     def model_info(h: ModelHolder = Depends(holder)) -> dict:
         m = h.model
         return {
@@ -192,23 +171,25 @@ def create_app(settings: ServeSettings) -> FastAPI:
             "rejection": m.info.get("rejection"), "added_classes": m.info.get("added_classes", []),
         }
 
-    # plain `def` endpoints run in the thread pool, so a forward pass never blocks the event loop
-    @app.post("/api/predict", summary="Recognise an uploaded image")
-    def predict_upload(image: UploadFile = File(...), h: ModelHolder = Depends(holder)) -> dict:
-        if image.content_type not in IMAGE_TYPES:
-            raise HTTPException(415, f"content type {image.content_type!r} is not an image type "
-                                     f"({', '.join(sorted(IMAGE_TYPES))})")
-        data = image.file.read(settings.max_upload_bytes + 1)
-        model = h.model
-        return answer(model, model_input(model, decode_image(data, "the upload"), drawing=False))
+    # predictions are async: the handler only parses the request and the image header; pixels and the
+    # model run in the batcher's thread, so the event loop stays free to read the next requests
+    @app.post("/api/predict", summary="Recognise an uploaded image", response_model=PredictionResponse,
+              responses=problems(400, 413, 415, 422, 503), openapi_extra=OPENAPI_BODY,
+              description="The image as a form upload (multipart/form-data, field `image`) or as the body "
+                          "with its image content type.")
+    async def predict_upload(request: Request) -> Response:
+        data = await read_upload(request, settings.max_upload_bytes)
+        return await recognise(request, ImageJob(data, False, "the upload"))
 
-    @app.post("/api/predict/drawing", summary="Recognise a drawing from the page's canvas")
-    def predict_drawing(req: DrawingRequest, h: ModelHolder = Depends(holder)) -> dict:
-        model = h.model
-        return answer(model, model_input(model, decode_data_url(req.image, "the drawing"), drawing=True))
+    @app.post("/api/predict/drawing", summary="Recognise a drawing from the page's canvas",
+              response_model=PredictionResponse, responses=problems(400, 413, 422, 503))
+    async def predict_drawing(req: DrawingRequest, request: Request) -> Response:
+        return await recognise(request, ImageJob(data_url_bytes(req.image, "the drawing", limits), True, "the drawing"))
 
+    # teaching is a plain `def`: it runs in the thread pool, next to the batches, never on the event loop
     @app.post("/api/classes", status_code=201, summary="Teach a new class from example images",
-              dependencies=[Depends(require_token)])
+              response_model=TaughtResponse, dependencies=[Depends(require_token)],
+              responses=problems(400, 401, 409, 413, 422, 429))
     def teach(req: TeachRequest, request: Request, h: ModelHolder = Depends(holder)) -> dict:
         client = request.client.host if request.client else "?"
         if not request.app.state.teach_limiter.allow(client):
@@ -223,29 +204,40 @@ def create_app(settings: ServeSettings) -> FastAPI:
             raise HTTPException(409, "this model cannot learn classes: train it with --gaussian")
         if name in model.classes:
             raise HTTPException(409, f"the model already knows a class named {name!r}")
-        batch = torch.stack([model_input(model, decode_data_url(u, f"example {i + 1}"), req.drawings)
-                             for i, u in enumerate(req.images)])
+        batch = torch.stack([model_input(model, open_data_url(u, f"example {i + 1}", limits), req.drawings,
+                                         f"example {i + 1}") for i, u in enumerate(req.images)])
         start = time.perf_counter()
-        new = h.change(lambda m: m.add_class(name, batch))
+
+        def add(m: OwlModel) -> None:
+            if name in m.classes:  # taught by a concurrent request since the check above
+                raise HTTPException(409, f"the model already knows a class named {name!r}")
+            m.add_class(name, batch)
+
+        new = h.change(add)
         return {"added": name, "examples": len(batch), "classes": new.classes,
                 "seconds": time.perf_counter() - start}
 
-    @app.delete("/api/classes/{name}", summary="Forget a class", dependencies=[Depends(require_token)])
+    @app.delete("/api/classes/{name}", summary="Forget a class", response_model=ForgottenResponse,
+                dependencies=[Depends(require_token)], responses=problems(401, 404, 409))
     def forget(name: str, h: ModelHolder = Depends(holder)) -> dict:
         model = h.model
         if model.gaussian is None:
             raise HTTPException(409, "this model's classes are fixed by its network: train it with --gaussian")
-        if name not in model.classes:
-            raise HTTPException(404, f"no class named {name!r}")
-        if len(model.classes) <= 2:
-            raise HTTPException(409, "a model needs at least two classes")
-        new = h.change(lambda m: m.remove_class(name))
+
+        def remove(m: OwlModel) -> None:
+            if name not in m.classes:
+                raise HTTPException(404, f"no class named {name!r}")
+            if len(m.classes) <= 2:
+                raise HTTPException(409, "a model needs at least two classes")
+            m.remove_class(name)
+
+        new = h.change(remove)
         return {"removed": name, "classes": new.classes}
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}" for e in exc.errors())
-        return JSONResponse(status_code=422, content={"detail": f"malformed request — {problems}"})
+        problems_ = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}" for e in exc.errors())
+        return JSONResponse(status_code=422, content={"detail": f"malformed request — {problems_}"})
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
