@@ -167,6 +167,42 @@ def test_draw_refuse_teach_and_restart(digit_model, browser):
         server.stop()
 
 
+def _touch_draw(page, strokes: list[list[tuple[float, float]]]) -> None:
+    """Draw strokes with a finger: real touch events through the DevTools protocol, which the browser turns
+    into the pointer events the page listens to (pointerType 'touch')."""
+    page.click("#clear")
+    box = page.locator("#canvas").bounding_box()
+    cdp = page.context.new_cdp_session(page)
+    at = lambda x, y: [{"x": box["x"] + x * box["width"], "y": box["y"] + y * box["height"]}]  # noqa: E731
+    for stroke in strokes:
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": at(*stroke[0])})
+        for (x0, y0), (x1, y1) in zip(stroke, stroke[1:]):
+            for t in (0.25, 0.5, 0.75, 1.0):
+                cdp.send("Input.dispatchTouchEvent", {"type": "touchMove",
+                                                      "touchPoints": at(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t)})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    page.wait_for_function("document.querySelector('#answer').textContent !== '—'")
+    page.wait_for_timeout(600)
+
+
+def test_drawing_with_a_finger(digit_model, browser):
+    server = Server(digit_model).start()
+    try:
+        context = browser.new_context(viewport={"width": 420, "height": 900}, has_touch=True, is_mobile=True)
+        page = context.new_page()
+        page.goto(server.url)
+        page.wait_for_selector("#classes li")
+        page.evaluate("document.querySelector('#canvas').addEventListener('pointerdown', "
+                      "(e) => { window.__kinds = (window.__kinds || []).concat(e.pointerType); })")
+        _touch_draw(page, ONE)
+        kinds = page.evaluate("window.__kinds || []")
+        assert kinds and set(kinds) == {"touch"}, kinds
+        assert _answer(page) == "1", f"drew a 1 with a finger, the page answered {_answer(page)!r}"
+        context.close()
+    finally:
+        server.stop()
+
+
 def test_server_listens_on_localhost_only_by_default(digit_model):
     server = Server(digit_model).start()
     try:
