@@ -15,19 +15,26 @@ venv=.venv-avalanche
 pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 
 cpu_index=https://download.pytorch.org/whl/cpu
-if ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
-  if command -v curl >/dev/null 2>&1 && curl -fsS --max-time 5 -o /dev/null "$cpu_index/"; then
-    "${pip[@]}" torch==2.13.0 --extra-index-url "$cpu_index"
-  else
-    "${pip[@]}" torch==2.13.0  # pip's own configuration (local wheels, a mirror) decides which build
-  fi
+index=()
+if command -v curl >/dev/null 2>&1 && curl -fsS --max-time 5 -o /dev/null "$cpu_index/"; then
+  index=(--extra-index-url "$cpu_index")
 fi
-"${pip[@]}" torchvision==0.28.0 avalanche-lib==0.6.0
+if ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
+  "${pip[@]}" torch==2.13.0 "${index[@]}"  # without the CPU index: pip's configuration (local wheels) decides
+fi
+# From the CPU index this is the CPU build; without it, PyPI's CUDA build, whose compiled detection ops
+# cannot load against CPU torch: benchmarks/_avalanche_compat.py then skips their registration (B4 uses
+# only torchvision's pure-Python transforms).
+"${pip[@]}" torchvision==0.28.0 "${index[@]}"
+"${pip[@]}" avalanche-lib==0.6.0
 # owlearn itself (no dependencies beyond what Avalanche brings) so the comparison script reads the
 # same Fashion-MNIST tensors through owlearn's loader
 "${pip[@]}" --no-deps -e .
 "${pip[@]}" safetensors rich typer
-"$venv/bin/python" - <<'PY'
+(cd benchmarks && "../$venv/bin/python" - <<'PY'
+from _avalanche_compat import allow_cuda_torchvision_on_cpu_torch
+allow_cuda_torchvision_on_cpu_torch()
 import avalanche, torch, torchvision
 print(f"Avalanche {avalanche.__version__} with torch {torch.__version__}, torchvision {torchvision.__version__}")
 PY
+)

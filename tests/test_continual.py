@@ -198,6 +198,22 @@ def test_domain_incremental_keeps_one_label_space():
     assert [e.classes for e in sc.experiences] == [[0, 1, 2, 3], [0, 1, 2, 3]]
 
 
+def test_gaussian_strategy_reads_the_layer_below_simplenets_features():
+    data = ImageDataset(_quadrants().images.repeat(1, 1, 2, 2), _quadrants().labels, list("abcd"))  # 32×32
+    sc = class_incremental(data, data, 2)
+    torch.manual_seed(0)
+    net = Network(NetworkSpec("simplenet", "linear", 4, (1, 32, 32)))
+    strategy = GaussianStrategy()
+    run_continual(sc, strategy, net, config=b4_config(epochs=1))
+    assert strategy.classifier.n_features_in_ == 20 * 5 * 5  # SimpleNet's pooled conv maps, not its 50-d output
+    from owlearn.continual.base import Context
+
+    feats = strategy.features(Context(net, sc, b4_config()), data.images[:3])
+    inner = F.relu(F.max_pool2d(net.backbone.conv2(F.relu(F.max_pool2d(net.backbone.conv1(
+        net.normalize(data.images[:3].float() / 255)), 2))), 2)).flatten(1)
+    torch.testing.assert_close(feats, inner.sqrt(), rtol=1e-4, atol=1e-5)
+
+
 # -- strategies -------------------------------------------------------------------------------------------------
 def test_teacher_table_equals_a_forward_pass_of_the_teacher():
     data = _quadrants()
@@ -215,7 +231,7 @@ def test_teacher_table_equals_a_forward_pass_of_the_teacher():
 def test_gaussian_strategy_equals_a_classifier_refit_on_all_features():
     data = _quadrants()
     sc = class_incremental(data, data, 3, class_order=[3, 1, 0, 2])
-    strategy, net = GaussianStrategy(), _tiny_net()
+    strategy, net = GaussianStrategy(layer="features", power=1.0), _tiny_net()
     result = run_continual(sc, strategy, net, config=b4_config(epochs=1))
     feats = extract_features(net, data)  # the network is frozen after the first experience
     order = [3, 1, 0, 2]

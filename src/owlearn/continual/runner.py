@@ -32,7 +32,7 @@ def b4_config(seed: int = 0, device: str = "auto", epochs: int = 5) -> TrainConf
     No weight decay (as in the Avalanche baselines). owlearn's loop uses Nesterov momentum.
     """
     return TrainConfig(epochs=epochs, batch_size=64, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=0.0,
-                       schedule="constant", seed=seed, device=device, channels_last=False)
+                       schedule="constant", seed=seed, device=device)
 
 
 def build_network(scenario: Scenario, backbone: str = "simplenet", head: str = "linear", seed: int = 0,

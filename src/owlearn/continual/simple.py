@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from owlearn.continual.base import Context, Strategy
 from owlearn.continual.scenarios import Experience
@@ -42,16 +43,29 @@ class GaussianStrategy(Strategy):
     Classes seen again later (domain-incremental streams) have their statistics updated exactly with
     the new images (:meth:`GaussianClassifier.update_class`).
 
+    Which features: a network trained on two classes has squeezed its last feature layer into what
+    tells those two apart; the layer below is more general. On B4 (SimpleNet after experience 1, seed 0)
+    the Gaussian classifier reaches 0.718 on the 50-d output features and 0.831 on the 320-d pooled
+    conv maps that feed them (with the square-root transform).
+
     Parameters
     ----------
+    layer
+        ``"pre-fc"`` (default): the input of the backbone's last linear layer (SimpleNet's 320-d conv
+        maps; backbones without one use their output); ``"features"``: the backbone's output.
+    power
+        Features are raised to this power (sign kept) before the Gaussian fit: 0.5, Tukey's
+        square root, makes skewed non-negative ReLU features more Gaussian (Yang et al. 2021); 1 = off.
     shrinkage
         Covariance shrinkage of the classifier (``"auto"``: Oracle Approximating Shrinkage).
     """
 
     name = "gaussian"
 
-    def __init__(self, shrinkage: float | str = "auto"):
-        self.shrinkage = shrinkage
+    def __init__(self, layer: str = "pre-fc", power: float = 0.5, shrinkage: float | str = "auto"):
+        if layer not in ("pre-fc", "features"):
+            raise ValueError(f"layer must be 'pre-fc' or 'features', got {layer!r}")
+        self.layer, self.power, self.shrinkage = layer, power, shrinkage
         self._classifier: GaussianClassifier | None = None
         self._labels: list[int] = []  # the classifier's label i is the scenario's class _labels[i]
 
@@ -59,7 +73,7 @@ class GaussianStrategy(Strategy):
         return exp.index == 0
 
     def after_training(self, ctx: Context, exp: Experience, train: ImageDataset) -> None:
-        feats = extract_features(ctx.network, exp.train, ctx.config.eval_batch_size)
+        feats = self.features(ctx, exp.train.images)
         names = ctx.scenario.class_names
         for c in exp.classes:
             class_feats = feats[exp.train.labels == c]
@@ -75,8 +89,26 @@ class GaussianStrategy(Strategy):
     def predict(self, ctx: Context, images: torch.Tensor) -> torch.Tensor:
         if self._classifier is None:
             return super().predict(ctx, images)
-        feats = extract_features(ctx.network, images, ctx.config.eval_batch_size)
+        feats = self.features(ctx, images)
         return torch.tensor(self._labels)[torch.from_numpy(self._classifier.predict(feats))]
+
+    def features(self, ctx: Context, images: torch.Tensor) -> torch.Tensor:
+        """The features the classifier works on (see ``layer`` and ``power``), on the CPU."""
+        linears = [m for m in ctx.network.backbone.modules() if isinstance(m, nn.Linear)] \
+            if self.layer == "pre-fc" and hasattr(ctx.network, "backbone") else []
+        if not linears:
+            feats = extract_features(ctx.network, images, ctx.config.eval_batch_size)
+        else:
+            captured: list[torch.Tensor] = []
+            handle = linears[-1].register_forward_hook(lambda m, inputs, out: captured.append(inputs[0].float().cpu()))
+            try:
+                extract_features(ctx.network, images, ctx.config.eval_batch_size)
+            finally:
+                handle.remove()
+            feats = torch.cat(captured).flatten(1)
+        if self.power != 1:
+            feats = feats.sign() * feats.abs().pow(self.power)
+        return feats
 
     @property
     def classifier(self) -> GaussianClassifier | None:
