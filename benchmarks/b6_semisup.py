@@ -1,0 +1,157 @@
+"""B6 — semi-supervised learning with VAT: Fashion-MNIST with 100 labels per class, the rest unlabeled.
+
+ConvNet, CE on the labelled images only vs CE + VAT on all images. Hyper-parameters of VAT (ε, the
+entropy-minimisation weight) are chosen on 1,000 images held out from the training set — never on the
+test set — with seed 0; the chosen setting then runs seeds 0-2. Also full supervision with and
+without VAT.
+
+    python benchmarks/b6_semisup.py --stage select   # grid on the held-out images, seed 0
+    python benchmarks/b6_semisup.py --stage final    # chosen setting, seeds 0-2, + full supervision
+    python benchmarks/b6_semisup.py --quick          # smoke run
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import torch
+
+from owlearn.api import build_model, train_model
+from owlearn.data.augment import preset
+from owlearn.data.sources import load_dataset
+from owlearn.evaluate import held_out_accuracy
+from owlearn.train.loop import CrossEntropy, TrainConfig
+from owlearn.train.semisup import keep_labels_per_class, semi_supervised_set
+from owlearn.train.vat import VAT
+
+from common import RESULTS, base_parser, mean_std, write_results
+
+GRID = [{"eps": eps, "entropy_weight": ent} for eps in (1.0, 2.5, 5.0) for ent in (0.0, 1.0)]
+
+
+def split(seed_for_labels: int, quick: bool):
+    full = load_dataset("fashion-mnist", "train")
+    test = load_dataset("fashion-mnist", "test")
+    if quick:
+        full, test = full.subset(torch.arange(6000)), test.subset(torch.arange(2000))
+    held_out, train = full.random_split(1000, seed=12345)  # the validation images, never trained on
+    return train, held_out, test
+
+
+def train_one(train, config: TrainConfig, vat: dict | None, quick: bool):
+    model = build_model(train, "convnet", "linear", seed=config.seed)
+    objectives = [CrossEntropy()]
+    if vat is not None:
+        objectives.append(VAT(weight=vat.get("weight", 1.0), eps=vat["eps"], entropy_weight=vat["entropy_weight"]))
+    t0 = time.perf_counter()
+    train_model(model, train, config=config, augment=preset("fashion"), objectives=objectives, progress=False)
+    return model, time.perf_counter() - t0
+
+
+def semi_set(train, per_class: int, seed: int, with_unlabeled: bool):
+    partial = keep_labels_per_class(train, per_class, seed=seed)
+    if not with_unlabeled:  # CE only: the labelled images alone, repeated to the same number of steps
+        labelled = partial.subset(torch.nonzero(partial.labels >= 0).flatten())
+        reps = max(1, len(train) // len(labelled))
+        return labelled.subset(torch.arange(len(labelled)).repeat(reps))
+    return semi_supervised_set(partial, 0.25)
+
+
+def main() -> None:
+    p = base_parser(__doc__)
+    p.add_argument("--stage", choices=["select", "choose", "final"], default="final",
+                   help="select: train grid settings, choose: merge select files and pick, final: seeds 0-2")
+    p.add_argument("--grid-index", type=int, nargs="+", default=None,
+                   help="select only these settings (0 = CE only, i = GRID[i-1]); to run the grid in parallel")
+    p.add_argument("--labels-per-class", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--chosen", default=None, help="JSON of the VAT setting (default: from the select results)")
+    p.add_argument("--full", action="store_true", help="also full supervision with and without VAT")
+    p.add_argument("--methods", nargs="+", default=["ce", "vat"], choices=["ce", "vat"],
+                   help="which of CE only / CE + VAT to run (to run them side by side)")
+    p.add_argument("--no-semi", action="store_true", help="skip the few-labels runs (with --full)")
+    args = p.parse_args()
+    started = time.time()
+    epochs = 1 if args.quick else args.epochs
+    train, held_out, test = split(0, args.quick)
+    config_doc = {"stage": args.stage, "labels_per_class": args.labels_per_class, "epochs": epochs,
+                  "batch_size": args.batch_size, "lr": args.lr, "backbone": "convnet", "augment": "fashion",
+                  "held_out_images": len(held_out), "labelled_share_per_epoch": 0.25, "quick": args.quick}
+    results: dict = {}
+    if args.stage == "select":
+        seed = 0
+        cfg = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=seed, device=args.device)
+        settings = [None, *GRID[:1 if args.quick else None]]
+        if args.grid_index is not None:
+            settings = [settings[i] for i in args.grid_index]
+        rows = []
+        for vat in settings:
+            data = semi_set(train, args.labels_per_class, seed, with_unlabeled=vat is not None)
+            model, secs = train_one(data, cfg, vat, args.quick)
+            acc = held_out_accuracy(model, held_out)
+            rows.append({"vat": vat, "held_out_accuracy": acc, "train_seconds": secs})
+            print(f"select {vat}: held-out accuracy {acc:.4f} ({secs:.0f} s)", flush=True)
+        results = {"grid": rows}
+        config_doc["grid"] = GRID
+        write_results("b6_semisup-select", config_doc, results, started, args.out)
+        return
+    if args.stage == "choose":
+        _choose(args.out)
+        return
+    chosen = json.loads(args.chosen) if args.chosen else _chosen_from_select()
+    config_doc["chosen_vat"] = chosen
+    methods = [(m, v) for key, m, v in (("ce", "CE only", None), ("vat", "CE + VAT", chosen)) if key in args.methods]
+    for method, vat in [] if args.no_semi else methods:
+        runs = []
+        for seed in args.seeds:
+            cfg = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=seed, device=args.device)
+            data = semi_set(train, args.labels_per_class, seed, with_unlabeled=vat is not None)
+            model, secs = train_one(data, cfg, vat, args.quick)
+            acc = held_out_accuracy(model, test)
+            runs.append({"seed": seed, "test_accuracy": acc, "train_seconds": secs})
+            print(f"{args.labels_per_class}/class {method} seed {seed}: test accuracy {acc:.4f} ({secs:.0f} s)",
+                  flush=True)
+        results[f"{args.labels_per_class} labels/class, {method}"] = {
+            "runs": runs, "test_accuracy": mean_std([r["test_accuracy"] for r in runs])}
+    if args.full:
+        for method, vat in methods:
+            runs = []
+            for seed in args.seeds:
+                cfg = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=seed,
+                                  device=args.device)
+                model, secs = train_one(train, cfg, vat, args.quick)
+                acc = held_out_accuracy(model, test)
+                runs.append({"seed": seed, "test_accuracy": acc, "train_seconds": secs})
+                print(f"full supervision {method} seed {seed}: test accuracy {acc:.4f} ({secs:.0f} s)", flush=True)
+            results[f"full supervision, {method}"] = {
+                "runs": runs, "test_accuracy": mean_std([r["test_accuracy"] for r in runs])}
+    write_results("b6_semisup", config_doc, results, started, args.out)
+
+
+def _choose(files_dir) -> None:
+    """Merge the select runs (``b6_semisup-select*.json`` in a folder) and keep the best VAT setting."""
+    folder = files_dir or RESULTS
+    rows, doc = [], None
+    for path in sorted(folder.glob("b6_semisup-select*.json")):
+        doc = json.loads(path.read_text())
+        rows += doc["results"]["grid"]
+    if doc is None:
+        raise SystemExit(f"no b6_semisup-select*.json in {folder}")
+    best = max((r for r in rows if r["vat"] is not None), key=lambda r: r["held_out_accuracy"])
+    doc["results"] = {"grid": rows, "chosen": best["vat"]}
+    (RESULTS / "b6_semisup-select.json").write_text(json.dumps(doc, indent=2))
+    print(f"chosen on the held-out images: {best['vat']} ({best['held_out_accuracy']:.4f})")
+
+
+def _chosen_from_select() -> dict:
+    path = RESULTS / "b6_semisup-select.json"
+    if not path.exists():
+        raise SystemExit(f"{path} not found: run --stage select first, or pass --chosen '{{\"eps\": 2.5, ...}}'")
+    return json.loads(path.read_text())["results"]["chosen"]
+
+
+if __name__ == "__main__":
+    main()
