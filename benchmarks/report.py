@@ -176,9 +176,13 @@ def section_b7_serve(doc: dict) -> list[str]:
                   f"{r['client_cpu_s'] / n * 1000:.2f} ms; answers equal to the model's own offline prediction: "
                   f"{r.get('answers_as_offline', float('nan')):.2%}"
                   + (" (every other one answered with the class taught mid-run, after it was taught). "
-                     if r.get("mismatches_all_taught_class_after_teaching") else ". ") +
+                     if r.get("mismatches") and r.get("mismatches_all_taught_class_after_teaching") else ". ") +
                   f"Load average of the machine before the run: {r.get('load_average_before', float('nan')):.2f} "
                   "(2 cores; anything else running inflates the latencies).", ""]
+    if r.get("load_average_before", 0) > 1.0:
+        lines += [f"**Measured on a busy machine** (load average {r['load_average_before']:.1f} on 2 cores before the "
+                  "run: other work shared the CPU with server and clients), so the latencies are inflated; re-run "
+                  f"`{doc['command']}` with nothing else running for the published figure.", ""]
     if r.get("note"):
         lines += [f"Note: {r['note']}", ""]
     lines += [f"Produced by {_provenance(doc)}.", ""]
