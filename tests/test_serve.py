@@ -195,3 +195,17 @@ def test_malformed_uploads_get_a_clear_4xx(client, body, content_type, status):
     r = client.post("/api/predict", content=body, headers={"Content-Type": content_type})
     assert r.status_code == status, r.text
     assert r.json()["detail"]
+
+
+def test_oversized_json_bodies_are_refused_before_they_are_read(client):
+    big = "data:image/png;base64," + "A" * 400_000  # the client allows 200,000-byte images
+    r = client.post("/api/predict/drawing", json={"image": big})
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: cut off while streaming
+        yield b'{"image": "data:image/png;base64,'
+        for _ in range(40):
+            yield b"A" * 10_000
+        yield b'"}'
+    r = client.post("/api/predict/drawing", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413, r.text

@@ -30,6 +30,7 @@ from owlearn import __version__
 from owlearn.model import OwlModel
 from owlearn.serve.batcher import MicroBatcher, Overloaded
 from owlearn.serve.inference import ImageJob, ImageLimits, data_url_bytes, model_input, open_data_url, predict_jobs
+from owlearn.serve.limits import BodyLimit
 from owlearn.serve.schemas import (
     DrawingRequest,
     ForgottenResponse,
@@ -40,7 +41,7 @@ from owlearn.serve.schemas import (
     TeachRequest,
     problems,
 )
-from owlearn.serve.upload import OPENAPI_BODY, read_upload
+from owlearn.serve.upload import FORM_OVERHEAD, OPENAPI_BODY, read_upload
 
 STATIC = Path(__file__).parent / "static"
 
@@ -54,6 +55,7 @@ class ServeSettings:
     max_upload_bytes: int = 4 * 1024 * 1024
     max_pixels: int = 4096 * 4096
     max_examples: int = 200
+    max_teach_bytes: int = 64 * 1024 * 1024
     teach_per_minute: int = 12
     top_k: int = 3
     max_batch: int = 64
@@ -250,4 +252,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    one_image = settings.max_upload_bytes * 4 // 3 + FORM_OVERHEAD  # base64 in JSON, or a form upload
+    app.add_middleware(BodyLimit, limit_for=lambda path: settings.max_teach_bytes if path == "/api/classes"
+                       else one_image)
     return app
