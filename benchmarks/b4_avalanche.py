@@ -176,7 +176,8 @@ def main() -> None:
     p.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--memory-size", type=int, default=2000)
-    p.add_argument("--ewc-strength", type=float, default=1000.0)
+    p.add_argument("--ewc-strength", type=float, default=30.0,
+                   help="λ of EWC (Avalanche normalises its Fisher differently; this run is about time)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--worker", help=_hidden())
     p.add_argument("--seed", type=int, default=0, help=_hidden())

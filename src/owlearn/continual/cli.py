@@ -35,7 +35,7 @@ def continual(
     batch_size: int = typer.Option(64, min=1, help="Images per step."),
     lr: float = typer.Option(0.01, min=0.0, help="Learning rate (SGD, momentum 0.9, constant)."),
     memory_size: int = typer.Option(2000, min=1, help="Exemplars kept by replay and iCaRL."),
-    ewc_strength: float = typer.Option(1000.0, min=0.0, help="λ of EWC and online EWC."),
+    ewc_strength: float = typer.Option(30.0, min=0.0, help="λ of EWC and online EWC."),
     temperature: float = typer.Option(2.0, min=0.01, help="Distillation temperature of LwF and iCaRL."),
     train_limit: int | None = typer.Option(None, min=1, help="Use only the first N training images (quick runs)."),
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and memory selection."),

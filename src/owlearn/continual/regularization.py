@@ -100,14 +100,20 @@ class EWC(Strategy):
     Parameters
     ----------
     strength
-        ``λ``. Its scale depends on how the Fisher is normalised (here: a mean over images).
+        ``λ``. Its scale depends on how the Fisher is normalised (here: a mean over images). The penalty
+        adds curvature ``λ F_i`` to weight ``i``, so SGD stays stable only while ``lr · λ · max F``
+        is of order one (momentum 0.9 makes the step ten times larger): on B4's SimpleNet
+        (``max F`` ≈ 1.4, lr 0.01) λ = 100 already diverges. The default 30 was measured on the
+        domain-incremental variant (Fashion-MNIST → MNIST-10k split, 12,000 Fashion images, seed 0):
+        task-1 accuracy after task 2 0.232 naive, 0.391 / 0.594 / 0.643 with λ = 1 / 10 / 30, task 2
+        still learnt (0.98).
     fisher_samples
         Images per experience used for the Fisher (a seeded random subset; ``None``: all).
     """
 
     name = "ewc"
 
-    def __init__(self, strength: float = 1000.0, fisher_samples: int | None = 4000):
+    def __init__(self, strength: float = 30.0, fisher_samples: int | None = 4000):
         self.strength, self.fisher_samples = strength, fisher_samples
         self._anchors: list[tuple[dict, dict]] = []
 
@@ -132,7 +138,7 @@ class OnlineEWC(EWC):
 
     name = "online-ewc"
 
-    def __init__(self, strength: float = 1000.0, decay: float = 0.9, fisher_samples: int | None = 4000):
+    def __init__(self, strength: float = 30.0, decay: float = 0.9, fisher_samples: int | None = 4000):
         super().__init__(strength, fisher_samples)
         self.decay = decay
 
