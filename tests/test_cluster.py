@@ -15,7 +15,7 @@ SMALL = {"widths": [8, 16, 16, 32]}
 
 
 def small_config(**kw):
-    base = dict(clusters=5, sub_heads=3, size=None, repeats=2, epochs=12, batch_size=50, lr=3e-3, seed=0,
+    base = dict(clusters=5, sub_heads=3, alpha=10.0, size=None, repeats=2, epochs=12, batch_size=50, lr=3e-3, seed=0,
                 backbone_args=SMALL, view=AugmentConfig(noise=0.1, translate=0.05), first_view=AugmentConfig())
     base.update(kw)
     return IICConfig(**base)
@@ -74,3 +74,39 @@ def test_config_round_trips_through_json():
 def test_bad_config_is_refused(bad):
     with pytest.raises(ValueError):
         small_config(**bad)
+
+
+def test_saved_cluster_net_assigns_like_the_original(tmp_path):
+    from owlearn.cluster.report import load_cluster_net, save_cluster_net
+
+    data = make_patterns(n_per_class=10)
+    config = small_config(epochs=1)
+    result = fit_iic(data, config, progress=False)
+    save_cluster_net(result.model, config, tmp_path)
+    loaded, loaded_config = load_cluster_net(tmp_path)
+    assert loaded_config == config and int(loaded.best_head) == result.best_head
+    assert np.array_equal(assign(loaded, data), assign(result.model, data))
+
+
+def test_loading_a_folder_without_a_cluster_net_names_the_file(tmp_path):
+    from owlearn.cluster.report import load_cluster_net
+
+    with pytest.raises(FileNotFoundError, match="cluster.json"):
+        load_cluster_net(tmp_path)
+
+
+def test_cluster_command_writes_scores_plots_and_sheets(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from owlearn.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["cluster", "digits", "--limit", "200", "--epochs", "1", "--size", "8",
+                                      "--sub-heads", "2", "--batch-size", "100", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["accuracy"] <= 1 and len(metrics["sub_head_accuracies"]) == 2
+    assert (out / "joint_P.png").exists() and (out / "confusion_matched.png").exists()
+    assert list((out / "clusters").glob("cluster-*.png"))

@@ -451,6 +451,15 @@ def _register_continual() -> None:
 _register_continual()
 
 
+def _register_cluster() -> None:
+    from owlearn.cluster.cli import cluster
+
+    app.command("cluster")(cluster)
+
+
+_register_cluster()
+
+
 def main() -> None:
     """Entry point: user errors are printed as one clear line, not a traceback (OWLEARN_DEBUG=1 shows it)."""
     from owlearn.bundle import ModelFileError
