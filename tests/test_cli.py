@@ -146,3 +146,16 @@ def test_demo_runs_end_to_end(tmp_path):
     assert summary["added_classes"]["steps"][-1]["classes"] == 10
     assert (tmp_path / "digits.owl").exists() and (tmp_path / "feature_map.png").exists()
     assert "Next:" in result.output
+
+
+def test_train_semi_supervised_with_vat(tmp_path):
+    from owlearn.model import OwlModel
+
+    out = tmp_path / "semi.owl"
+    result = runner.invoke(app, ["train", "--data", "digits", "--epochs", "1", "--batch-size", "64",
+                                 "--labels-per-class", "5", "--vat", "1.0", "--detector", "knn", "--neighbors", "3",
+                                 "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "5 labels per class" in result.output
+    model = OwlModel.load(out)
+    assert model.info["training"]["images"] > 50  # the unlabeled images took part in training

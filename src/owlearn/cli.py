@@ -89,6 +89,14 @@ def train(
     gaussian: bool = typer.Option(
         False, help="Classify with one Gaussian per class in feature space instead of the softmax head; "
                     "lets `owlearn add-class` grow the model without retraining."),
+    vat: float = typer.Option(
+        0.0, min=0.0, help="Weight of Virtual Adversarial Training (0 = off); a smoothness penalty on every image, "
+                           "labelled or not."),
+    vat_eps: float = typer.Option(5.0, min=0.0, help="VAT's perturbation size ε (L2 norm on [0, 1] pixels)."),
+    entropy_min: float = typer.Option(0.0, min=0.0, help="Weight of entropy minimisation of the predictions."),
+    labels_per_class: int | None = typer.Option(
+        None, min=1, help="Keep only N labels per class and use the other images unlabeled (semi-supervised; "
+                          "combine with --vat)."),
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and augmentation."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 …"),
     checkpoint_dir: Path | None = typer.Option(None, help="Write a checkpoint here after every epoch."),
@@ -131,10 +139,26 @@ def train(
     aug = preset(_auto_augment(data) if augment == "auto" else augment)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,  # type: ignore[arg-type]
                          weight_decay=weight_decay, schedule=schedule, seed=seed, device=device)  # type: ignore[arg-type]
+    objectives = None
+    fit_set = train_set
+    if labels_per_class is not None:
+        import torch
+
+        from owlearn.train.semisup import keep_labels_per_class, semi_supervised_set
+
+        partial = keep_labels_per_class(train_set, labels_per_class, seed=seed)
+        fit_set = semi_supervised_set(partial)
+        train_set = partial.subset(torch.nonzero(partial.labels >= 0).flatten())  # detector & Gaussian: labels only
+        console.print(f"Semi-supervised: {labels_per_class} labels per class, {len(partial):,} images in all")
+    if vat or entropy_min:
+        from owlearn.train.loop import CrossEntropy
+        from owlearn.train.vat import VAT
+
+        objectives = [CrossEntropy(), VAT(weight=vat, eps=vat_eps, entropy_weight=entropy_min)]
     console.print(f"Training {backbone} + {head} on {train_set.name} ({len(train_set):,} images, "
                   f"{train_set.num_classes} classes) for {epochs} epochs")
-    train_model(model, train_set, config=config, augment=aug, checkpoint_dir=checkpoint_dir, resume=resume,
-                progress=progress)
+    train_model(model, fit_set, config=config, augment=aug, objectives=objectives, checkpoint_dir=checkpoint_dir,
+                resume=resume, progress=progress)
     if calibration is not None:
         console.print(f"Fitting the {detector} detector; threshold for {accept_rate:.1%} acceptance on "
                       f"{len(calibration):,} held-out images")
