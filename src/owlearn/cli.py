@@ -324,6 +324,67 @@ def add_class(
 
 
 @app.command()
+def discover(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="A model file with a detector (and --gaussian "
+                                                                 "to add classes)."),
+    images: list[Path] = typer.Argument(..., help="Images to look through (files or folders)."),
+    k: int | None = typer.Option(None, "--groups", "-k", min=2, help="Number of groups (default: chosen by "
+                                                                       "silhouette, 2 to --max-groups)."),
+    max_groups: int = typer.Option(10, min=2, help="Largest number of groups tried when --groups is not given."),
+    method: str = typer.Option("kmeans", help="kmeans (on the model's features) or iic (a fresh IIC network "
+                                              "on the refused pixels)."),
+    name: list[str] = typer.Option([], "--name", help="GROUP=NAME: add that group as a class (repeat the option)."),
+    out: Path = typer.Option(Path("owlearn-discover"), "--out", "-o", help="Where groups.json and the contact "
+                                                                          "sheets go."),
+    seed: int = typer.Option(0, help="Seed of the grouping (the same seed gives the same groups)."),
+) -> None:
+    """Find new classes among images: refuse the unknown, group it, show each group, add named groups.
+
+    First run without --name and look at OUT/group-NN.png; then run again with --name 3=bag --name 5=shoe
+    to add those groups as classes (the model file is updated atomically).
+    """
+    import torch
+
+    from owlearn._atomic import atomic_open
+    from owlearn.discover import discover as find_groups
+    from owlearn.discover import name_groups
+    from owlearn.model import OwlModel
+    from owlearn.preprocess import find_images
+    from owlearn.viz import contact_sheet
+
+    names = {}
+    for item in name:
+        group, sep, label = item.partition("=")
+        if not sep or not group.strip().isdigit() or not label.strip():
+            raise typer.BadParameter(f"--name takes GROUP=NAME, e.g. 3=bag; got {item!r}")
+        names[int(group)] = label.strip()
+    model = OwlModel.load(model_path)
+    files = find_images(images)
+    if not files:
+        raise typer.BadParameter("no images found in the given paths")
+    batch = model.as_batch(files)
+    found = find_groups(model, batch, k=k, method=method, max_k=max_groups, seed=seed)
+    console.print(f"The model refused {len(found.rejected):,} of {len(files):,} images; {found.k} groups "
+                  f"({found.method}): sizes {found.sizes()}")
+    out.mkdir(parents=True, exist_ok=True)
+    for g in range(found.k):
+        members = found.members(g)
+        contact_sheet(batch[torch.as_tensor(members[:64])].numpy(), out / f"group-{g:02d}.png")
+    doc = {"model": str(model_path), "images": len(files), "refused": len(found.rejected), "method": found.method,
+           "groups": {g: [str(files[i]) for i in found.members(g)] for g in range(found.k)},
+           "silhouettes": found.silhouettes}
+    with atomic_open(out / "groups.json", "w") as fh:
+        json.dump(doc, fh, indent=2)
+    console.print(f"Contact sheets: {out}/group-NN.png; members: {out}/groups.json")
+    if names:
+        added = name_groups(model, batch, found, names)
+        model.save(model_path)
+        console.print(f"Added {', '.join(added)}; {model_path} now knows {len(model.classes)} classes.")
+    else:
+        console.print(f"Next: owlearn discover {model_path} {' '.join(map(str, images))} --name GROUP=NAME")
+
+
+@app.command()
 def info(model_path: Path = typer.Argument(..., metavar="MODEL", help="A model file.")) -> None:
     """Show what a model file contains."""
     from owlearn.model import OwlModel
