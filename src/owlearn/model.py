@@ -19,7 +19,7 @@ import torch
 
 from owlearn.bundle import ModelFileError, read_bundle, write_bundle
 from owlearn.data.dataset import ImageDataset
-from owlearn.nets.network import Network, NetworkSpec
+from owlearn.nets.network import Network, NetworkSpec, to_float
 from owlearn.preprocess import Preprocessing, load_images
 from owlearn.train.loop import extract_features, predict_logits
 
@@ -121,6 +121,40 @@ class OwlModel:
         emb = extract_features(self.network, batch, batch_size, embed=True)
         return emb, emb @ W.cpu().T + b.cpu()  # every head ends in this linear map (see nets.heads)
 
+    def layer_outputs(self, images, pooling: str = "mean", batch_size: int = 1024
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pooled features of every backbone stage concatenated shallow to deep ``(N, sum(layer_dims))``,
+        the embedding and the logits, from one forward pass, on the CPU (see
+        :meth:`Network.layer_outputs`; multi-layer detectors read these)."""
+        batch = self.as_batch(images)
+        net = self.network
+        was_training = net.training
+        net.eval()
+        parts: list[tuple[torch.Tensor, ...]] = []
+        try:
+            with torch.inference_mode():
+                for i in range(0, len(batch), batch_size):
+                    layers, emb, logits = net.layer_outputs(to_float(batch[i:i + batch_size].to(self.device)), pooling)
+                    parts.append(tuple(t.float().cpu() for t in (torch.cat(layers, dim=1), emb, logits)))
+        finally:
+            net.train(was_training)
+        if not parts:
+            W, _ = net.head.last_layer()
+            return torch.empty(0, sum(net.layer_dims(pooling))), torch.empty(0, W.shape[1]), torch.empty(0, W.shape[0])
+        return tuple(torch.cat(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
+
+    def detector_inputs(self, images, detector=None, batch_size: int = 1024
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What ``detector`` (default: the model's) reads, from one forward pass: ``(features, logits,
+        embedding)``. Features are the embedding, or for a multi-layer detector the pooled stages with
+        the embedding appended."""
+        det = self.detector if detector is None else detector
+        if getattr(det, "reads", "embedding") == "layers":
+            layers, emb, logits = self.layer_outputs(images, det.pooling, batch_size)
+            return torch.cat([layers, emb], dim=1), logits, emb
+        emb, logits = self.outputs(images, batch_size)
+        return emb, logits, emb
+
     @property
     def detector(self):
         """The fitted outlier detector, or ``None``."""
@@ -143,7 +177,7 @@ class OwlModel:
         Probabilities are over :attr:`classes`: from the Gaussian classifier when the model has one,
         else the softmax of the network's head.
         """
-        emb, logits = self.outputs(images, batch_size)
+        feats, logits, emb = self.detector_inputs(images, batch_size=batch_size)
         if self.gaussian is not None and len(emb):
             probs = self.gaussian.predict_proba(emb)
         else:
@@ -153,7 +187,7 @@ class OwlModel:
         labels = nearest
         classes = self.classes
         if self.detector is not None and len(probs):
-            scores = self.detector.score_samples(emb, logits)
+            scores = self.detector.score_samples(feats, logits)
             accepted = scores >= self.thresholds()[nearest]
             labels = np.where(accepted, nearest, -1)
         names = [classes[i] if i >= 0 else UNKNOWN for i in labels]
@@ -205,6 +239,8 @@ class OwlModel:
         if det is not None:
             if hasattr(det, "classifier_"):  # Mahalanobis: its own Gaussians
                 det.classifier_.add_class(emb, name=name)
+            elif getattr(det, "reads", None) == "layers":  # a Gaussian per layer: each learns the class
+                det.add_class(self.detector_inputs(images, det)[0], name=name)
             elif hasattr(det, "reference_"):  # kNN / LOF: the new images join the reference set
                 offset = det.offset_
                 det.fit(np.concatenate([det.reference_, emb.numpy()]))
@@ -250,15 +286,18 @@ class OwlModel:
             # choices for thousands of images per class; small classes need a smaller k
             smallest = int(torch.bincount(train.labels[train.labels >= 0]).clamp_min(1).min()) if len(train) else 1
             params["n_neighbors"] = max(1, min(50 if detector == "knn" else 20, smallest // 4))
-        emb, logits = self.outputs(train)
         det = make_detector(detector, **params)
+        feats, logits, _ = self.detector_inputs(train, det)
+        W, b = (t.detach().cpu() for t in self.network.head.last_layer())
+        labels = train.relabel(self.class_names).labels.numpy() if detector in ("mahalanobis", "layers") else None
         if detector == "vim":
-            W, b = self.network.head.last_layer()
-            det.fit(emb, W=W.cpu(), b=b.cpu())
+            det.fit(feats, W=W, b=b)
+        elif detector == "layers":
+            dims = [*self.network.layer_dims(det.pooling), W.shape[1]]
+            det.fit(feats, labels=labels, layer_dims=dims, W=W, b=b)
         else:
-            labels = train.relabel(self.class_names).labels.numpy() if detector == "mahalanobis" else None
-            det.fit(emb, labels=labels, logits=logits)
-        cal_emb, cal_logits = self.outputs(calibration)
+            det.fit(feats, labels=labels, logits=logits)
+        cal_emb, cal_logits, _ = self.detector_inputs(calibration, det)
         calibrate(det, cal_emb, cal_logits, accept_rate=accept_rate)
         self.components["detector"] = det
         self.info["rejection"] = {"detector": detector, "params": params, "accept_rate": accept_rate,

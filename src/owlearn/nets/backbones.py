@@ -41,6 +41,12 @@ class SimpleNet(nn.Module):
         x = F.relu(F.max_pool2d(self.conv2(x), 2))  # (N, 20, 4, 4)
         return F.relu(self.fc(x.flatten(1)))  # (N, 50)
 
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of each stage: two feature maps and the final feature vector."""
+        a = F.relu(F.max_pool2d(self.conv1(x), 2))
+        b = F.relu(F.max_pool2d(self.conv2(a), 2))
+        return [a, b, F.relu(self.fc(b.flatten(1)))]
+
 
 def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
@@ -71,6 +77,15 @@ class ConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x).mean(dim=(2, 3))  # global average pool → (N, 256)
+
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The feature map after each block's ReLU (before its max-pool), ``[(N, 32, 28, 28), ...]``."""
+        maps = []
+        for layer in self.body:
+            if isinstance(layer, nn.MaxPool2d):
+                maps.append(x)
+            x = layer(x)
+        return [*maps, x]
 
 
 class _BasicBlock(nn.Module):
@@ -113,6 +128,16 @@ class ResNet18(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.stem(x)).mean(dim=(2, 3))
+
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The feature map after each of the four stages (two basic blocks each)."""
+        x = self.stem(x)
+        maps = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i % 2 == 1:
+                maps.append(x)
+        return maps
 
 
 BACKBONES: dict[str, type[nn.Module]] = {"simplenet": SimpleNet, "convnet": ConvNet, "resnet18": ResNet18}

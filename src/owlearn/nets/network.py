@@ -11,6 +11,8 @@ from torch import nn
 from owlearn.nets.backbones import BACKBONES
 from owlearn.nets.heads import HEADS
 
+LAYER_POOLINGS = ("mean", "meanstd")
+
 
 @dataclass
 class NetworkSpec:
@@ -89,6 +91,52 @@ class Network(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+    def layer_features(self, x: torch.Tensor, pooling: str = "mean") -> list[torch.Tensor]:
+        """Pooled features of every backbone stage, shallow to deep: ``[(N, D_1), ..., (N, D_L)]``.
+
+        Lee et al. (2018) detect outliers better from several depths than from the last one alone:
+        shallower stages keep stroke and texture statistics that the classifier learns to ignore.
+        ``pooling="mean"`` averages each channel over space; ``"meanstd"`` appends each channel's
+        standard deviation over space (twice the width). A stage that is already a vector is kept.
+        """
+        return self.layer_outputs(x, pooling)[0]
+
+    def layer_outputs(self, x: torch.Tensor, pooling: str = "mean"
+                      ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """:meth:`layer_features`, :meth:`embed` and logits from one pass through the backbone.
+
+        Relies on the backbones' contract that the last stage, averaged over space, is their feature
+        vector (global average pooling, or a stage that is already a vector).
+        """
+        if pooling not in LAYER_POOLINGS:
+            raise ValueError(f"pooling must be one of {LAYER_POOLINGS}, got {pooling!r}")
+        pooled = []
+        stages = self.backbone.stages(self.normalize(x))
+        for fmap in stages:
+            if fmap.dim() == 2:
+                pooled.append(fmap)
+            elif pooling == "mean":
+                pooled.append(fmap.mean(dim=(2, 3)))
+            else:
+                flat = fmap.flatten(2)
+                # sample std over the pixels; a 1×1 map (small inputs) has none, so it gets 0, not NaN
+                std, mean = torch.std_mean(flat, dim=2, correction=1 if flat.shape[2] > 1 else 0)
+                pooled.append(torch.cat([mean, std], dim=1))
+        last = stages[-1]
+        features = last if last.dim() == 2 else last.mean(dim=(2, 3))
+        return pooled, self.head.embed(features), self.head(features)
+
+    def layer_dims(self, pooling: str = "mean") -> list[int]:
+        """Width of each entry of :meth:`layer_features`."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                probe = torch.zeros(1, *self.spec.in_shape, device=self.mean.device)
+                return [f.shape[1] for f in self.layer_features(probe, pooling)]
+        finally:
+            self.train(was_training)
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
