@@ -172,7 +172,7 @@ def test_predict_accepts_datasets_and_files(tmp_path):
     assert len(pred.names) == 1 and pred.names[0] in model.class_names
 
 
-@pytest.mark.parametrize("detector", ["knn", "lof", "mahalanobis", "vim", "msp", "energy"])
+@pytest.mark.parametrize("detector", ["knn", "lof", "mahalanobis", "vim", "msp", "energy", "layers"])
 def test_detector_round_trip_keeps_scores_identical(tmp_path, detector):
     model = _model("linear" if detector == "vim" else "l2softmax")
     g = torch.Generator().manual_seed(0)

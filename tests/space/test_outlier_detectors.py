@@ -18,18 +18,24 @@ from owlearn.space import (
     make_detector,
 )
 
-PARAMS = {"lof": {}, "knn": {"n_neighbors": 10}, "mahalanobis": {}, "vim": {}, "msp": {}, "energy": {}}
+PARAMS = {"lof": {}, "knn": {"n_neighbors": 10}, "mahalanobis": {}, "vim": {}, "msp": {}, "energy": {},
+          "layers": {"layer_dims": [8, 8, 16]}}
+
+
+def _inputs(name, X):
+    """The multi-layer detector reads blocks side by side: here two 'layers' (halves of X), then X itself."""
+    return np.hstack([X[:, :8], X[:, 8:], X]) if name == "layers" else X
 
 
 def _fitted(name, f, **extra):
     params = {**PARAMS[name], **extra}
-    if name == "vim":
+    if name in ("vim", "layers"):
         params.update(W=f.W, b=f.b)
-    return make_detector(name, **params).fit(f.X, labels=f.y, logits=f.logits(f.X))
+    return make_detector(name, **params).fit(_inputs(name, f.X), labels=f.y, logits=f.logits(f.X))
 
 
 def _scores(det, f, X):
-    return det.score_samples(X, logits=f.logits(X))
+    return det.score_samples(_inputs(det.name, X), logits=f.logits(X))
 
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))
@@ -119,9 +125,9 @@ def test_contamination_sets_offset_to_that_training_percentile(features, name):
         train = _scores(det, features, features.X)
     if train is not None:
         assert det.offset_ == pytest.approx(np.percentile(train, 10.0))
-    rejected = (det.predict(features.X, logits=features.logits(features.X)) == -1).mean()
+    rejected = (det.predict(_inputs(name, features.X), logits=features.logits(features.X)) == -1).mean()
     assert rejected == pytest.approx(0.1, abs=0.05)  # in-sample; leave-one-out scores are close to it
-    d = det.decision_function(features.X_test, logits=features.logits(features.X_test))
+    d = det.decision_function(_inputs(name, features.X_test), logits=features.logits(features.X_test))
     np.testing.assert_allclose(d, _scores(det, features, features.X_test) - det.offset_)
 
 
@@ -140,8 +146,8 @@ def test_round_trip_through_a_model_file_gives_identical_outputs(features, name,
     loaded = roundtrip(det)
     Q = np.vstack([features.X_test, features.outliers])
     np.testing.assert_array_equal(_scores(loaded, features, Q), _scores(det, features, Q))
-    np.testing.assert_array_equal(loaded.predict(Q, logits=features.logits(Q)),
-                                  det.predict(Q, logits=features.logits(Q)))
+    np.testing.assert_array_equal(loaded.predict(_inputs(name, Q), logits=features.logits(Q)),
+                                  det.predict(_inputs(name, Q), logits=features.logits(Q)))
     uncalibrated = roundtrip(_fitted(name, features))
     assert not hasattr(uncalibrated, "offset_") or name == "lof"
 

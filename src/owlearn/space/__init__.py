@@ -7,7 +7,8 @@ numpy) and knows nothing about networks:
   extended and removed exactly from their features alone.
 - Outlier detectors with scikit-learn's novelty interface (higher score = more normal, ``predict``
   gives +1/-1): :class:`LOFDetector`, :class:`KNNDetector`, :class:`MahalanobisDetector`,
-  :class:`ViMDetector`, :class:`MSPDetector`, :class:`EnergyDetector`, made by name with
+  :class:`ViMDetector`, :class:`MSPDetector`, :class:`EnergyDetector`, and
+  :class:`LayerEnsembleDetector` (Mahalanobis on several layers plus ViM), made by name with
   :func:`make_detector`.
 - :func:`calibrate`: a detector's threshold from held-out inliers and a target acceptance rate.
 
@@ -17,6 +18,7 @@ Each estimator has ``state_dict()``, ``config()`` and ``from_state(state, config
 from owlearn.space._state import NotFittedError
 from owlearn.space.calibration import acceptance_threshold, calibrate
 from owlearn.space.gaussian import GaussianClassifier, oas_shrinkage
+from owlearn.space.layers import LayerEnsembleDetector
 from owlearn.space.outliers import (
     DETECTORS,
     EnergyDetector,
@@ -35,6 +37,7 @@ __all__ = [
     "GaussianClassifier",
     "KNNDetector",
     "LOFDetector",
+    "LayerEnsembleDetector",
     "MSPDetector",
     "MahalanobisDetector",
     "NotFittedError",

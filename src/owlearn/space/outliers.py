@@ -724,7 +724,8 @@ DETECTORS: dict[str, type[OutlierDetector]] = {
 
 def make_detector(name: str, **params: Any) -> OutlierDetector:
     """Create an (unfitted) detector by name: ``"lof"``, ``"mahalanobis"``, ``"knn"``, ``"vim"``,
-    ``"msp"`` or ``"energy"``, with its constructor parameters.
+    ``"msp"``, ``"energy"`` or ``"layers"`` (:class:`~owlearn.space.LayerEnsembleDetector`), with its
+    constructor parameters.
 
     Examples
     --------

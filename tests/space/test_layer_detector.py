@@ -1,0 +1,84 @@
+"""The multi-layer detector: per-layer Mahalanobis scores, standardised and summed, plus ViM."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from owlearn.nets import Network, NetworkSpec
+from owlearn.space import GaussianClassifier, LayerEnsembleDetector, ViMDetector
+
+
+def _layered(f):
+    """Block 0: dims 0-7 (where classes differ), block 1: dims 8-15 (where the outliers differ), then all."""
+    return lambda X: np.hstack([X[:, :8], X[:, 8:], X])
+
+
+def test_score_is_the_sum_of_standardised_layer_scores(features):
+    f, blocks = features, _layered(features)
+    det = LayerEnsembleDetector([8, 8, 16], f.W, f.b, shrinkage=0.0).fit(blocks(f.X), labels=f.y)
+    Q = np.vstack([f.X_test, f.outliers])
+    want = np.zeros(len(Q))
+    for part in (slice(0, 8), slice(8, 16)):  # the default blocks (-3, -2): the two 'layers'
+        g = GaussianClassifier(shrinkage=0.0).fit(f.X[:, part], f.y)
+        train = -g.mahalanobis(f.X[:, part]).min(1)
+        want += (-g.mahalanobis(Q[:, part]).min(1) - train.mean()) / train.std()
+    vim = ViMDetector(f.W, f.b).fit(f.X)
+    train = vim.score_samples(f.X)
+    want += (vim.score_samples(Q) - train.mean()) / train.std()
+    np.testing.assert_allclose(det.score_samples(blocks(Q)), want, rtol=1e-9, atol=1e-9)
+
+
+def test_a_layer_sees_outliers_that_the_last_layer_misses():
+    # the classes differ in block 0; outliers look normal there but sit far off in block 1 (an earlier layer)
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 300)
+    shallow, deep = rng.normal(size=(600, 4)), rng.normal(size=(600, 3)) + 6.0 * y[:, None]
+    X = np.hstack([shallow, deep])
+    out = np.hstack([rng.normal(size=(200, 4)) + 5.0, rng.normal(size=(200, 3)) + 6.0])
+    inl = np.hstack([rng.normal(size=(200, 4)), rng.normal(size=(200, 3))])
+    both = LayerEnsembleDetector([4, 3], blocks=[0, 1], vim=False).fit(X, labels=y)
+    last = LayerEnsembleDetector([4, 3], blocks=[1], vim=False).fit(X, labels=y)
+    auc = lambda d: roc_auc_score(np.r_[np.ones(200), np.zeros(200)], d.score_samples(np.vstack([inl, out])))  # noqa: E731
+    assert auc(both) > 0.99 > 0.7 > auc(last)
+
+
+def test_add_class_teaches_every_layer(features):
+    f, blocks = features, _layered(features)
+    det = LayerEnsembleDetector([8, 8, 16], vim=False).fit(blocks(f.X[f.y < 2]), labels=f.y[f.y < 2])
+    before = det.score_samples(blocks(f.X_test[f.y_test == 2])).mean()
+    det.add_class(blocks(f.X[f.y == 2]), name="new")
+    assert det.score_samples(blocks(f.X_test[f.y_test == 2])).mean() > before + 10
+
+
+def test_errors_name_the_problem(features):
+    f = features
+    with pytest.raises(ValueError, match="layer_dims"):
+        LayerEnsembleDetector(vim=False).fit(f.X, labels=f.y)
+    with pytest.raises(ValueError, match="add up"):
+        LayerEnsembleDetector([8, 7], blocks=[0], vim=False).fit(f.X, labels=f.y)
+    with pytest.raises(ValueError, match="blocks"):
+        LayerEnsembleDetector([8, 8], blocks=[0, -2], vim=False).fit(f.X, labels=f.y)
+    with pytest.raises(ValueError, match="labels"):
+        LayerEnsembleDetector([8, 8], blocks=[0], vim=False).fit(f.X)
+    with pytest.raises(ValueError, match="weight W"):
+        LayerEnsembleDetector([8, 8], blocks=[0]).fit(f.X, labels=f.y)
+
+
+@pytest.mark.parametrize("backbone, in_shape, mean", [("convnet", (1, 28, 28), (0.5,)),
+                                                      ("simplenet", (1, 28, 28), (0.5,)),
+                                                      ("resnet18", (3, 32, 32), (0.5, 0.5, 0.5))])
+@pytest.mark.parametrize("pooling", ["mean", "meanstd"])
+def test_network_layer_outputs_agree_with_its_forward_pass(backbone, in_shape, mean, pooling):
+    torch.manual_seed(0)
+    net = Network(NetworkSpec(backbone, "l2softmax", 5, in_shape, mean, mean)).eval()
+    x = torch.rand(3, *in_shape)
+    with torch.no_grad():
+        layers, emb, logits = net.layer_outputs(x, pooling)
+        torch.testing.assert_close(emb, net.embed(x))
+        torch.testing.assert_close(logits, net(x))
+        assert [t.shape[1] for t in layers] == net.layer_dims(pooling)
+        # the last stage, averaged over space, is the backbone's feature vector
+        torch.testing.assert_close(layers[-1][:, : net.feature_dim], net.features(x))
+    with pytest.raises(ValueError, match="pooling"):
+        net.layer_features(x, "max")
