@@ -44,6 +44,16 @@ def git_commit() -> str:
         return "unknown"
 
 
+STARTED_AT_COMMIT = None  # set on first use: the commit of the code a run started with, not the one at its end
+
+
+def start_commit() -> str:
+    global STARTED_AT_COMMIT
+    if STARTED_AT_COMMIT is None:
+        STARTED_AT_COMMIT = git_commit()
+    return STARTED_AT_COMMIT
+
+
 def peak_memory_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -55,6 +65,7 @@ def mean_std(values: list[float]) -> dict:
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
+    start_commit()
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="a few-minute smoke run (results marked quick)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to run (default 0 1 2)")
@@ -71,7 +82,7 @@ def write_results(name: str, config: dict, results: dict, started: float, out: P
     doc = {
         "protocol": name,
         "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
-        "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": start_commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "seconds": time.time() - started, "peak_memory_mb": peak_memory_mb(), "machine": machine(),
         "config": config, "results": results,
     }
