@@ -111,7 +111,7 @@ def worker(args) -> None:
                        ewc_lambda=strength, mode="separate", evaluator=evaluator(), **common)
     elif name == "online-ewc":
         strategy = EWC(model=model, optimizer=sgd(model.parameters()), criterion=nn.CrossEntropyLoss(),
-                       ewc_lambda=strength, mode="onlineweightedsum", decay_factor=0.9, evaluator=evaluator(),
+                       ewc_lambda=strength, mode="online", decay_factor=0.9, evaluator=evaluator(),
                        **common)
     elif name == "lwf":
         strategy = LwF(model=model, optimizer=sgd(model.parameters()), criterion=nn.CrossEntropyLoss(),

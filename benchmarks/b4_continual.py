@@ -82,9 +82,14 @@ def summarise(runs: list[dict]) -> dict:
             "seen_accuracy_mean": [None if any(r["seen_accuracy"][i] is None for r in runs)
                                    else float(np.mean([r["seen_accuracy"][i] for r in runs]))
                                    for i in range(len(runs[0]["seen_accuracy"]))],
-            "accuracy_matrix_mean": np.nanmean(np.array([[[np.nan if v is None else v for v in row]
-                                                          for row in r["accuracy_matrix"]] for r in runs]),
-                                               axis=0).tolist()}
+            "accuracy_matrix_mean": _mean_matrix([r["accuracy_matrix"] for r in runs])}
+
+
+def _mean_matrix(matrices: list[list[list[float | None]]]) -> list[list[float | None]]:
+    """Entry-wise mean over seeds; ``None`` where a run did not measure the entry (joint training)."""
+    arr = np.array([[[np.nan if v is None else v for v in row] for row in m] for m in matrices], dtype=float)
+    mean = arr.mean(axis=0)
+    return [[None if np.isnan(v) else float(v) for v in row] for row in mean]
 
 
 def figures(results: dict, quick: bool) -> dict:

@@ -99,14 +99,56 @@ def section_b7(doc: dict) -> list[str]:
     return lines
 
 
+B2_ANCHORS = (
+    "Anchors (issue #3, measured on this machine with the same data: pytorch-ood 0.4.0 and scikit-learn LOF on "
+    "penultimate features, Fashion-MNIST in / MNIST-10k out): SimpleNet (87.8%, seeds 0-2) LOF AUROC 0.990, "
+    "Mahalanobis 0.985, ViM 0.980, kNN 0.972, energy 0.760, MSP 0.708; a 4-conv CNN (89.7%, seed 0) LOF 0.995, "
+    "ViM 0.994, Mahalanobis 0.984. LOF at contamination 0.01 accepted 99.0% of Fashion-MNIST and rejected 75% "
+    "(SimpleNet) / 86% (CNN) of MNIST, taking 31-55 s to fit and 10-18 s to score 20k images. The write-up: 99% "
+    "of MNIST accepted, 88% of Fashion-MNIST rejected (98% at 96% acceptance).")
+
+
+def _b2_targets(doc: dict) -> list[str]:
+    """The issue's 'must show' lines, checked against the best detector (by mean AUROC) of each direction."""
+    lines = []
+    for key, label, need_fpr in [("fashion-in_mnist-out", "Fashion-MNIST in / MNIST out", True),
+                                 ("mnist-in_fashion-out", "MNIST-10k split in / Fashion-MNIST out", False)]:
+        block = doc["results"].get(key)
+        if not block:
+            continue
+        best = max(((head, det, r) for head, h in block["summary"].items() for det, r in h["detectors"].items()),
+                   key=lambda t: t[2]["auroc"]["mean"])
+        head, det, r = best
+        auroc, fpr, rej = r["auroc"]["mean"], r["fpr_at_95_tpr"]["mean"], r["out_rejected"]["mean"]
+        checks = [f"AUROC ≥ 0.998 — {'met' if auroc >= 0.998 else 'missed'} ({auroc:.4f})"]
+        if need_fpr:
+            checks.append(f"FPR95 ≤ 1% — {'met' if fpr <= 0.01 else 'missed'} ({fpr:.4f})")
+        checks.append(f"OOD rejected at {doc['config']['accept_rate']:.0%} acceptance ≥ 98% — "
+                      f"{'met' if rej >= 0.98 else 'missed'} ({rej:.4f})")
+        lines.append(f"- {label}, best detector {det} on {head} features: " + "; ".join(checks) + ".")
+    slow = sorted({det for block in doc["results"].values() for h in block["summary"].values()
+                   for det, r in h["detectors"].items() if r["fit_s"]["mean"] + r["score_s"]["mean"] >= 10})
+    note = doc["config"].get("timing_note")
+    verdict = "met" if not slow else "missed for " + ", ".join(slow)
+    lines.append(f"- Fit + score under 10 s for every detector: {verdict}" + (f" — {note}" if note else "") + ".")
+    return lines
+
+
 def section_b2(doc: dict) -> list[str]:
     cfg = doc["config"]
+    quick = " (QUICK smoke run — not the published numbers)" if cfg.get("quick") else ""
     titles = {"fashion-in_mnist-out": "Fashion-MNIST in / MNIST-10k out (B1's ConvNets)",
               "mnist-in_fashion-out": "MNIST-10k split in / Fashion-MNIST out"}
-    lines = ["## B2 — open-set rejection", "",
+    lof = next((v["params"] for v in cfg["detectors"].values() if v["name"] == "lof"), {})
+    lines = [f"## B2 — open-set rejection{quick}", "",
              f"Detectors on {cfg['features']}; thresholds for {cfg['accept_rate']:.0%} acceptance of held-out "
-             "in-distribution images (LOF also with the write-up's contamination). Mean ± std over seeds "
-             f"{', '.join(map(str, cfg['seeds']))}.", ""]
+             "in-distribution images, LOF also with the write-up's contamination (n_neighbors "
+             f"{lof.get('n_neighbors')}, unit-normalised features, {lof.get('max_reference') or 'all'} reference "
+             "features). The multi-layer rows sum standardised class-conditional Mahalanobis scores of the last two "
+             "ConvNet blocks (mean + std pooled) and, with ViM, the ViM score (Lee et al. 2018; Wang et al. 2022). "
+             f"Mean ± std over seeds {', '.join(map(str, cfg['seeds']))}; fit and score seconds with "
+             f"{cfg.get('torch_threads', '?')} torch thread(s), scoring = in-distribution test + OOD images.", "",
+             B2_ANCHORS, ""]
     for key, block in doc["results"].items():
         lines += [f"### {titles.get(key, key)}", ""]
         for head, h in block["summary"].items():
@@ -118,6 +160,7 @@ def section_b2(doc: dict) -> list[str]:
                              f"{_pm(r['out_rejected'])} | {_pm(r['accepted_accuracy'])} | "
                              f"{_pm(r['fit_s'], digits=1)} | {_pm(r['score_s'], digits=1)} |")
             lines.append("")
+    lines += ["Targets (issue #3):", "", *_b2_targets(doc), ""]
     lines += [f"Produced by {_provenance(doc)}.", ""]
     return lines
 
@@ -253,7 +296,7 @@ def section_b4(doc: dict) -> list[str]:
     lines += ["Mean accuracy matrices (rows: after experience i; columns: experience j):", ""]
     for name, s in cls.items():
         m = s["accuracy_matrix_mean"]
-        rows = "; ".join("[" + ", ".join("·" if v != v else f"{v:.2f}" for v in row) + "]" for row in m)
+        rows = "; ".join("[" + ", ".join("·" if v is None else f"{v:.2f}" for v in row) + "]" for row in m)
         lines.append(f"- {B4_LABELS.get(name, name)}: {rows}")
     dom = r.get("domain_incremental", {})
     if dom:

@@ -22,6 +22,7 @@ from owlearn.continual import (
     run_continual,
 )
 from owlearn.continual.memory import random_order
+from owlearn.continual.regularization import EWCPenalty, stable_curvature
 from owlearn.data import ImageDataset
 from owlearn.nets import Network, NetworkSpec
 from owlearn.space import GaussianClassifier
@@ -91,8 +92,22 @@ def test_ewc_penalty_is_zero_at_the_anchor_and_pulls_back_after():
     assert penalty(None).item() == 0.0
     with torch.no_grad():
         net.head.fc.bias += 1.0
-    fisher_b = ewc._anchors[0][0]["head.fc.bias"]
+    fisher_b = ewc._anchors[0][0]["head.fc.bias"].clamp(max=stable_curvature(ctx.config) / 10.0)
     assert penalty(None).item() == pytest.approx(0.5 * 10.0 * float(fisher_b.sum()), rel=1e-5)
+
+
+def test_ewc_caps_stiffness_so_a_huge_strength_does_not_diverge():
+    assert stable_curvature(b4_config()) == pytest.approx(0.5 * 2 * 1.9 / 2.8 / 0.01)
+    net = nn.Linear(3, 2)
+    fisher = {n: torch.full_like(p, 5.0) for n, p in net.named_parameters()}
+    anchor = {n: p.detach().clone() for n, p in net.named_parameters()}
+    penalty = EWCPenalty(net, [(fisher, anchor)], strength=1e4, max_curvature=68.0)
+    assert all(torch.allclose(f, torch.full_like(f, 68.0 / 1e4)) for _, f, _ in penalty.terms)
+    # without a cap λF = 5e4: one SGD step would overshoot the anchor ~500-fold; with it the run stays finite
+    data = _quadrants()
+    sc = class_incremental(data, data, 2)
+    result = run_continual(sc, EWC(strength=1e6), _tiny_net(), config=b4_config(epochs=2))
+    assert np.isfinite(result.matrix.values).all()
 
 
 # -- herding and the memory -----------------------------------------------------------------------------------
