@@ -77,7 +77,7 @@ def train(
     augment: str = typer.Option("auto", help="Augmentation preset: auto, none, digits, fashion, cifar, iic."),
     detector: str = typer.Option(
         "knn", help="Outlier detector that lets the model answer 'unknown': knn, lof, mahalanobis, vim, msp, "
-                    "energy, or none."),
+                    "energy, layers (Mahalanobis on several layers + ViM: the best in benchmark B2), or none."),
     accept_rate: float = typer.Option(
         0.99, min=0.5, max=1.0, help="Share of known-class images the detector must accept (calibrated on "
                                      "held-out training images)."),
