@@ -129,6 +129,9 @@ def _b2_targets(doc: dict) -> list[str]:
     slow = sorted({det for block in doc["results"].values() for h in block["summary"].values()
                    for det, r in h["detectors"].items() if r["fit_s"]["mean"] + r["score_s"]["mean"] >= 10})
     note = doc["config"].get("timing_note")
+    if "load_average_before" in doc["config"]:
+        note = (note + "; " if note else "") + (f"load average {doc['config']['load_average_before']:.1f} before and "
+                                                f"{doc['config']['load_average_after']:.1f} after the run")
     verdict = "met" if not slow else "missed for " + ", ".join(slow)
     lines.append(f"- Fit + score under 10 s for every detector: {verdict}" + (f" — {note}" if note else "") + ".")
     return lines
@@ -181,7 +184,8 @@ def section_b3(doc: dict) -> list[str]:
     lines += ["", f"Seconds per added class (feature extraction of 6,000 images + statistics): "
               f"{_pm(r['seconds_per_class'], digits=2)} (max {r['max_seconds_per_class']:.2f}; target ≤ 2 s). "
               f"Target after adding 5-9: ≥ 0.90 — {'met' if r['final']['mean'] >= 0.90 else 'missed'}. "
-              "Joint training of the same ConvNet on all ten classes: B1.", "",
+              (f"Joint training of the same ConvNet with the same recipe on all ten classes: {_pm(r['joint'])}."
+               if "joint" in r else "Joint training of the same ConvNet on all ten classes: B1."), "",
               f"Produced by {_provenance(doc)}.", ""]
     return lines
 
