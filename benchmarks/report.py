@@ -184,7 +184,7 @@ def section_b3(doc: dict) -> list[str]:
     lines += ["", f"Seconds per added class (feature extraction of 6,000 images + statistics): "
               f"{_pm(r['seconds_per_class'], digits=2)} (max {r['max_seconds_per_class']:.2f}; target ≤ 2 s). "
               f"Target after adding 5-9: ≥ 0.90 — {'met' if r['final']['mean'] >= 0.90 else 'missed'}. "
-              (f"Joint training of the same ConvNet with the same recipe on all ten classes: {_pm(r['joint'])}."
+              + (f"Joint training of the same ConvNet with the same recipe on all ten classes: {_pm(r['joint'])}."
                if "joint" in r else "Joint training of the same ConvNet on all ten classes: B1."), "",
               f"Produced by {_provenance(doc)}.", ""]
     return lines
