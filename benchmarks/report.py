@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import plots
+import report_unlabeled
 from owlearn._atomic import atomic_open
 
 from common import RESULTS, ROOT
@@ -338,6 +339,7 @@ def main() -> None:
             lines += render(json.loads(path.read_text()))
         else:
             lines += [f"## {name}", "", f"Not run yet: `python benchmarks/{name}.py`.", ""]
+    lines += report_unlabeled.sections()
     with atomic_open(OUT, "w") as fh:
         fh.write("\n".join(lines))
     print(f"wrote {OUT.relative_to(ROOT)}")
