@@ -196,8 +196,11 @@ def mnist_in(heads: list[str], seeds: list[int], epochs: int, quick: bool, devic
                        [(train, "mnist-train7500"), (calib, "mnist-calib500"), (test_in, "mnist-test2000"),
                         (fashion, "fashion-test")]]
             labels = [ds.relabel(model.class_names).labels.numpy() for ds in (train, test_in)]
-            out.setdefault(head_label, []).append({"seed": seed, **evaluate_detectors(
-                model, outputs[0], labels[0], outputs[1], outputs[2], labels[1], outputs[3], DETECTORS)})
+            trained = model.info.get("training", {}).get("config", {})
+            out.setdefault(head_label, []).append({
+                "seed": seed, "model": path.name, "epochs": trained.get("epochs"), "trained_on": trained.get("device"),
+                **evaluate_detectors(model, outputs[0], labels[0], outputs[1], outputs[2], labels[1], outputs[3],
+                                     DETECTORS)})
     return out
 
 

@@ -155,6 +155,10 @@ def section_b2(doc: dict) -> list[str]:
              B2_ANCHORS, ""]
     for key, block in doc["results"].items():
         lines += [f"### {titles.get(key, key)}", ""]
+        trained = {(r.get("epochs"), r.get("trained_on")) for runs in block["runs"].values() for r in runs}
+        if key.startswith("mnist-in") and all(t[0] for t in trained):
+            lines += ["Digit ConvNets: " + "; ".join(f"{e} epochs, trained on {d}" for e, d in sorted(trained))
+                      + " (saved under artifacts/b2-digits).", ""]
         for head, h in block["summary"].items():
             lines += [f"**{head} features** (closed-set accuracy {_pm(h['closed_set_accuracy'])})", "",
                       "| detector | AUROC | FPR@95%TPR | in-dist accepted | OOD rejected | acc. on accepted | "
