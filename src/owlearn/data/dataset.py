@@ -68,6 +68,12 @@ class ImageDataset:
                 f"or be {UNLABELED}, got range [{int(labelled.min())}, {int(labelled.max())}]"
             )
 
+    def __repr__(self) -> str:
+        # the default dataclass repr prints every pixel
+        shape = "×".join(str(d) for d in self.images.shape[1:])
+        return (f"ImageDataset({self.name or 'unnamed'!r}, {len(self):,} images of {shape}, "
+                f"{len(self.class_names)} classes)")
+
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
