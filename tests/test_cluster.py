@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_patterns
 from owlearn.cluster.model import ClusterNet
 from owlearn.cluster.train import IICConfig, all_head_assignments, assign, fit_iic, resize_images
 from owlearn.data.augment import AugmentConfig
@@ -21,16 +20,26 @@ def small_config(**kw):
     return IICConfig(**base)
 
 
-def test_iic_finds_the_five_patterns_without_labels():
-    data = make_patterns(n_per_class=40)
-    result = fit_iic(data, small_config(epochs=20), progress=False)
+@pytest.fixture
+def one_thread():
+    """Float sums depend on the thread count; pin it so the run is the same on every machine of a kind."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_iic_finds_the_five_patterns_without_labels(patterns, one_thread):
+    data = patterns(n_per_class=40)
+    # measured: 1.00 with 1 thread, 0.99 with 2; 20 epochs sometimes merged two patterns (0.8)
+    result = fit_iic(data, small_config(epochs=30, sub_heads=5), progress=False)
     acc, _ = hungarian_accuracy(data.labels.numpy(), assign(result.model, data))
     assert acc >= 0.95
-    assert len(result.history) == 20 and "head_losses" in result.history[-1]
+    assert len(result.history) == 30 and "head_losses" in result.history[-1]
 
 
-def test_the_chosen_head_is_the_one_with_the_lowest_loss_never_the_labels():
-    data = make_patterns(n_per_class=20)
+def test_the_chosen_head_is_the_one_with_the_lowest_loss_never_the_labels(patterns):
+    data = patterns(n_per_class=20)
     result = fit_iic(data, small_config(epochs=2), progress=False)
     last = result.history[-1]["head_losses"]
     assert result.best_head == int(np.argmin(last))
@@ -42,8 +51,8 @@ def test_the_chosen_head_is_the_one_with_the_lowest_loss_never_the_labels():
     assert torch.equal(again.model.head.weight, result.model.head.weight)
 
 
-def test_every_sub_head_assigns_every_image():
-    data = make_patterns(n_per_class=10)
+def test_every_sub_head_assigns_every_image(patterns):
+    data = patterns(n_per_class=10)
     result = fit_iic(data, small_config(epochs=1), progress=False)
     assignments = all_head_assignments(result.model, data)
     assert len(assignments) == 3
@@ -76,10 +85,10 @@ def test_bad_config_is_refused(bad):
         small_config(**bad)
 
 
-def test_saved_cluster_net_assigns_like_the_original(tmp_path):
+def test_saved_cluster_net_assigns_like_the_original(tmp_path, patterns):
     from owlearn.cluster.report import load_cluster_net, save_cluster_net
 
-    data = make_patterns(n_per_class=10)
+    data = patterns(n_per_class=10)
     config = small_config(epochs=1)
     result = fit_iic(data, config, progress=False)
     save_cluster_net(result.model, config, tmp_path)
