@@ -20,11 +20,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from _interrupt import Interrupt, StopAfter
 from owlearn.api import build_model
 from owlearn.data import ImageDataset
 from owlearn.data.augment import preset
 from owlearn.nets import Network, NetworkSpec
-from owlearn.train import Hook, TrainConfig, Trainer, distributed, evaluate_accuracy
+from owlearn.train import TrainConfig, Trainer, distributed, evaluate_accuracy
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
 
@@ -49,18 +50,6 @@ def _net(backbone, seed=0):
 CONFIG = {"epochs": 3, "batch_size": 32, "lr": 0.05, "seed": 3}
 
 
-class _Interrupt(Exception):
-    pass
-
-
-class _StopAfter(Hook):
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_end(self, trainer, epoch, logs):
-        if epoch == self.epoch:
-            trainer.save_checkpoint(epoch)
-            raise _Interrupt
 
 
 def _runs(tmp: Path) -> dict:
@@ -80,9 +69,9 @@ def _runs(tmp: Path) -> dict:
     ckpt_dir = tmp / f"ckpt-{distributed.world_size()}"
     resumed = _net("convnet")
     try:
-        Trainer(resumed, TrainConfig(**CONFIG), augment=preset("digits"), hooks=[_StopAfter(0)],
+        Trainer(resumed, TrainConfig(**CONFIG), augment=preset("digits"), hooks=[StopAfter(0)],
                 checkpoint_dir=ckpt_dir, progress=False).fit(train)
-    except _Interrupt:
+    except Interrupt:
         pass
     resumed = _net("convnet", seed=99)  # different start: the checkpoint must restore everything
     Trainer(resumed, TrainConfig(**CONFIG), augment=preset("digits"), checkpoint_dir=ckpt_dir,

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from _interrupt import Interrupt, StopAfter
 from owlearn.data import ImageDataset
 from owlearn.data.augment import preset
 from owlearn.nets import Network, NetworkSpec
@@ -44,18 +45,6 @@ def test_same_seed_same_weights():
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-class _Interrupt(Exception):
-    pass
-
-
-class _StopAfter(Hook):
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_end(self, trainer, epoch, logs):
-        if epoch == self.epoch:
-            trainer.save_checkpoint(epoch)
-            raise _Interrupt
 
 
 def test_resume_equals_uninterrupted_run(tmp_path):
@@ -65,9 +54,9 @@ def test_resume_equals_uninterrupted_run(tmp_path):
                         progress=False).fit(data)
 
     first = _net()
-    with pytest.raises(_Interrupt):
+    with pytest.raises(Interrupt):
         Trainer(first, _config(), augment=preset("digits"), checkpoint_dir=tmp_path / "b",
-                hooks=[_StopAfter(0)], progress=False).fit(data)
+                hooks=[StopAfter(0)], progress=False).fit(data)
     resumed = _net(seed=99)  # different initial weights: everything must come from the checkpoint
     hist = Trainer(resumed, _config(), augment=preset("digits"), checkpoint_dir=tmp_path / "b",
                    progress=False).fit(data, resume=True)
