@@ -4,8 +4,10 @@ The ConvNet is trained on classes 0-4 only (30k images); classes 5…9 are then 
 their training images' feature statistics alone — no gradient step — to a Gaussian classifier with a
 shared covariance. Reports 10-class test accuracy after the first 5 classes (softmax head and Gaussian
 classifier) and after each added class, and the seconds per added class including feature extraction
-of its 6,000 images. Beside it, the same ConvNet and recipe trained jointly on all ten classes
-(``--no-joint`` skips it).
+of its 6,000 images. The Gaussian classifier reads either the network's embedding or the pooled mean and
+standard deviation of its stages (``OwlModel.fit_gaussian(features=...)``); each run measures both on the
+same network. Beside it, the same ConvNet and recipe trained jointly on all ten classes (``--no-joint``
+skips it; ``--joint-from RESULTS.json`` takes those figures from an earlier run with the same recipe).
 
 python benchmarks/b3_add_classes.py [--quick]
 """
@@ -13,7 +15,9 @@ python benchmarks/b3_add_classes.py [--quick]
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -53,6 +57,10 @@ def main() -> None:
     p.add_argument("--head", default="l2softmax", choices=["linear", "l2softmax"])
     p.add_argument("--joint", action=argparse.BooleanOptionalAction, default=True,
                    help="also train on all ten classes with the same recipe (the figure to compare with)")
+    p.add_argument("--gaussian-features", nargs="+", default=["layers", "embedding"],
+                   choices=["layers", "embedding"], help="what the Gaussian classifier reads (each is measured)")
+    p.add_argument("--joint-from", type=Path, default=None,
+                   help="with --no-joint: take the joint-training figure from this earlier results file")
     args = p.parse_args()
     started = time.time()
     train_all, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
@@ -69,37 +77,53 @@ def main() -> None:
         train_model(model, first, config=train_config(args, seed), augment=preset("fashion"), progress=False)
         train_s = time.perf_counter() - t0
         softmax_acc = ten_class_accuracy(model, test)
-        model.fit_gaussian(first)
-        steps = [{"classes": 5, "accuracy": ten_class_accuracy(model, test)}]
-        print(f"seed {seed}: trained on 5 classes in {train_s:.0f} s; 10-class accuracy softmax {softmax_acc:.4f}, "
-              f"Gaussian {steps[0]['accuracy']:.4f}", flush=True)
-        for c in range(5, 10):
-            images = train_all.subset(train_all.labels == c)
-            t0 = time.perf_counter()
-            model.add_class(names[c], images)  # feature extraction + statistics, no gradient step
-            seconds = time.perf_counter() - t0
-            steps.append({"added": names[c], "images": len(images), "classes": len(model.classes),
-                          "accuracy": ten_class_accuracy(model, test), "seconds": seconds})
-            print(f"  + {names[c]:12s} ({len(images)} images, {seconds:.2f} s): accuracy {steps[-1]['accuracy']:.4f}",
-                  flush=True)
-        run = {"seed": seed, "train_seconds": train_s, "softmax_after_5": softmax_acc, "steps": steps}
+        print(f"seed {seed}: trained on 5 classes in {train_s:.0f} s; 10-class accuracy softmax {softmax_acc:.4f}",
+              flush=True)
+        run = {"seed": seed, "train_seconds": train_s, "softmax_after_5": softmax_acc, "gaussian": {}}
+        for kind in args.gaussian_features:
+            model.components.pop("gaussian", None)
+            model.info.pop("added_classes", None)
+            model.fit_gaussian(first, features=kind)
+            steps = [{"classes": 5, "accuracy": ten_class_accuracy(model, test)}]
+            print(f"  Gaussian on {kind}: after 5 classes {steps[0]['accuracy']:.4f}", flush=True)
+            for c in range(5, 10):
+                images = train_all.subset(train_all.labels == c)
+                t0 = time.perf_counter()
+                model.add_class(names[c], images)  # feature extraction + statistics, no gradient step
+                seconds = time.perf_counter() - t0
+                steps.append({"added": names[c], "images": len(images), "classes": len(model.classes),
+                              "accuracy": ten_class_accuracy(model, test), "seconds": seconds})
+                print(f"  + {names[c]:12s} ({len(images)} images, {seconds:.2f} s): accuracy "
+                      f"{steps[-1]['accuracy']:.4f}", flush=True)
+            run["gaussian"][kind] = steps
         if args.joint:
             run["joint_accuracy"] = joint_accuracy(train_all, test, args, seed)
             print(f"  joint training on all ten classes: accuracy {run['joint_accuracy']:.4f}", flush=True)
         runs.append(run)
-    results = {
-        "runs": runs,
-        "softmax_after_5": mean_std([r["softmax_after_5"] for r in runs]),
-        "gaussian_after_5": mean_std([r["steps"][0]["accuracy"] for r in runs]),
-        "after_each_class": [mean_std([r["steps"][i]["accuracy"] for r in runs]) for i in range(6)],
-        "final": mean_std([r["steps"][-1]["accuracy"] for r in runs]),
-        "seconds_per_class": mean_std([s["seconds"] for r in runs for s in r["steps"][1:]]),
-        "max_seconds_per_class": float(np.max([s["seconds"] for r in runs for s in r["steps"][1:]])),
-    }
+    results = {"runs": runs, "softmax_after_5": mean_std([r["softmax_after_5"] for r in runs]), "gaussian": {}}
+    for kind in args.gaussian_features:
+        steps = [r["gaussian"][kind] for r in runs]
+        seconds = [s["seconds"] for st in steps for s in st[1:]]
+        results["gaussian"][kind] = {
+            "after_5": mean_std([st[0]["accuracy"] for st in steps]),
+            "after_each_class": [mean_std([st[i]["accuracy"] for st in steps]) for i in range(6)],
+            "final": mean_std([st[-1]["accuracy"] for st in steps]),
+            "seconds_per_class": mean_std(seconds), "max_seconds_per_class": float(np.max(seconds)),
+        }
     if args.joint:
         results["joint"] = mean_std([r["joint_accuracy"] for r in runs])
+    elif args.joint_from:
+        earlier = json.loads(args.joint_from.read_text())
+        same = all(earlier["config"].get(k) == v for k, v in
+                   {"epochs": args.epochs, "head": args.head, "lr": 0.1, "batch_size": 128}.items())
+        if not same or "joint" not in earlier["results"]:
+            raise SystemExit(f"{args.joint_from} has no joint figure for this recipe")
+        results["joint"] = earlier["results"]["joint"]
+        results["joint_from"] = {"file": str(args.joint_from), "commit": earlier.get("commit"),
+                                 "runs": [r.get("joint_accuracy") for r in earlier["results"]["runs"]]}
     config = {"quick": args.quick, "epochs": args.epochs, "head": args.head, "first_classes": FIRST,
-              "train_images": len(first), "augment": preset("fashion").to_json(), "lr": 0.1, "batch_size": 128}
+              "train_images": len(first), "augment": preset("fashion").to_json(), "lr": 0.1, "batch_size": 128,
+              "gaussian_features": args.gaussian_features, "torch_threads": torch.get_num_threads()}
     write_results("b3_add_classes", config, results, started, args.out)
 
 

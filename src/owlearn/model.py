@@ -19,11 +19,15 @@ import torch
 
 from owlearn.bundle import ModelFileError, read_bundle, write_bundle
 from owlearn.data.dataset import ImageDataset
-from owlearn.nets.network import Network, NetworkSpec, to_float
+from owlearn.nets.network import Network, NetworkSpec
 from owlearn.preprocess import Preprocessing, load_images
-from owlearn.train.loop import extract_features, predict_logits
+from owlearn.train.loop import batched_forward, extract_features, predict_logits
 
 UNKNOWN = "unknown"
+GAUSSIAN_FEATURES = ("embedding", "layers")
+GAUSSIAN_FROM_STAGE = 1
+"""``fit_gaussian(features="layers")`` reads every stage but the first: the highest-resolution map costs
+the most to pool and added nothing to B3's accuracy (0.9045 without it, 0.9053 with it)."""
 """The name a prediction gets when the model's outlier detector refuses the image."""
 
 
@@ -103,15 +107,15 @@ class OwlModel:
         return load_images(list(images), self.preprocessing)
 
     # -- predictions ----------------------------------------------------------------------------------
-    def logits(self, images, batch_size: int = 1024) -> torch.Tensor:
+    def logits(self, images, batch_size: int = 256) -> torch.Tensor:
         return predict_logits(self.network, self.as_batch(images), batch_size)
 
-    def features(self, images, batch_size: int = 1024, embed: bool = True) -> torch.Tensor:
+    def features(self, images, batch_size: int = 256, embed: bool = True) -> torch.Tensor:
         """Feature vectors; ``embed=True`` (default) gives what the last linear layer reads, the space
         the detectors work in (on the sphere of radius α for an L2-softmax head)."""
         return extract_features(self.network, self.as_batch(images), batch_size, embed=embed)
 
-    def outputs(self, images, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    def outputs(self, images, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
         """Embedding and logits of every image from one forward pass, on the CPU."""
         batch = self.as_batch(images)
         head = self.network.head
@@ -121,39 +125,60 @@ class OwlModel:
         emb = extract_features(self.network, batch, batch_size, embed=True)
         return emb, emb @ W.cpu().T + b.cpu()  # every head ends in this linear map (see nets.heads)
 
-    def layer_outputs(self, images, pooling: str = "mean", batch_size: int = 1024
+    def layer_outputs(self, images, pooling: str = "mean", batch_size: int = 256, from_stage: int = 0
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Pooled features of every backbone stage concatenated shallow to deep ``(N, sum(layer_dims))``,
         the embedding and the logits, from one forward pass, on the CPU (see
-        :meth:`Network.layer_outputs`; multi-layer detectors read these)."""
+        :meth:`Network.layer_outputs`; multi-layer detectors and classifiers read these)."""
         batch = self.as_batch(images)
-        net = self.network
-        was_training = net.training
-        net.eval()
-        parts: list[tuple[torch.Tensor, ...]] = []
-        try:
-            with torch.inference_mode():
-                for i in range(0, len(batch), batch_size):
-                    layers, emb, logits = net.layer_outputs(to_float(batch[i:i + batch_size].to(self.device)), pooling)
-                    parts.append(tuple(t.float().cpu() for t in (torch.cat(layers, dim=1), emb, logits)))
-        finally:
-            net.train(was_training)
-        if not parts:
-            W, _ = net.head.last_layer()
-            return torch.empty(0, sum(net.layer_dims(pooling))), torch.empty(0, W.shape[1]), torch.empty(0, W.shape[0])
-        return tuple(torch.cat(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
+        if len(batch) == 0:
+            W, _ = self.network.head.last_layer()
+            dim = sum(self.network.layer_dims(pooling, from_stage))
+            return torch.empty(0, dim), torch.empty(0, W.shape[1]), torch.empty(0, W.shape[0])
 
-    def detector_inputs(self, images, detector=None, batch_size: int = 1024
+        def one_pass(net, x):
+            layers, emb, logits = net.layer_outputs(x, pooling, from_stage)
+            return torch.cat([torch.cat(layers, dim=1), emb, logits], dim=1)
+
+        joined = batched_forward(self.network, batch, batch_size, fn=one_pass)
+        W, _ = self.network.head.last_layer()
+        n_emb, n_logits = W.shape[1], W.shape[0]
+        split = joined.shape[1] - n_emb - n_logits
+        return joined[:, :split], joined[:, split:split + n_emb], joined[:, split + n_emb:]
+
+    def detector_inputs(self, images, detector=None, batch_size: int = 256
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """What ``detector`` (default: the model's) reads, from one forward pass: ``(features, logits,
         embedding)``. Features are the embedding, or for a multi-layer detector the pooled stages with
         the embedding appended."""
+        feats, logits, emb, _ = self._inputs(images, detector, batch_size)
+        return feats, logits, emb
+
+    def _inputs(self, images, detector=None, batch_size: int = 256, gaussian_features: str | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(detector features, logits, embedding, Gaussian-classifier features)`` from one forward pass."""
         det = self.detector if detector is None else detector
-        if getattr(det, "reads", "embedding") == "layers":
-            layers, emb, logits = self.layer_outputs(images, det.pooling, batch_size)
-            return torch.cat([layers, emb], dim=1), logits, emb
-        emb, logits = self.outputs(images, batch_size)
-        return emb, logits, emb
+        wants = gaussian_features or self.gaussian_features
+        det_layers = getattr(det, "reads", "embedding") == "layers"
+        if not det_layers and wants != "layers":
+            emb, logits = self.outputs(images, batch_size)
+            return emb, logits, emb, emb
+        if not det_layers:
+            gauss, emb, logits = self.layer_outputs(images, "meanstd", batch_size, GAUSSIAN_FROM_STAGE)
+            return emb, logits, emb, gauss
+        layers, emb, logits = self.layer_outputs(images, det.pooling, batch_size)
+        gauss = emb
+        if wants == "layers" and det.pooling == "meanstd":  # the same pass has what the classifier reads
+            gauss = layers[:, sum(self.network.layer_dims("meanstd")[:GAUSSIAN_FROM_STAGE]):]
+        elif wants == "layers":
+            gauss = self.layer_outputs(images, "meanstd", batch_size, GAUSSIAN_FROM_STAGE)[0]
+        return torch.cat([layers, emb], dim=1), logits, emb, gauss
+
+    @property
+    def gaussian_features(self) -> str:
+        """What the Gaussian classifier reads: ``"embedding"`` or ``"layers"`` (every stage's pooled
+        mean and standard deviation, see :meth:`fit_gaussian`)."""
+        return self.info.get("gaussian_features", "embedding")
 
     @property
     def detector(self):
@@ -171,15 +196,15 @@ class OwlModel:
         :meth:`add_class`), else the network head's."""
         return list(self.gaussian.class_names_) if self.gaussian is not None else list(self.class_names)
 
-    def predict(self, images, batch_size: int = 1024) -> Prediction:
+    def predict(self, images, batch_size: int = 256) -> Prediction:
         """Class (or ``unknown``), probabilities, novelty score and verdict of every image.
 
         Probabilities are over :attr:`classes`: from the Gaussian classifier when the model has one,
         else the softmax of the network's head.
         """
-        feats, logits, emb = self.detector_inputs(images, batch_size=batch_size)
+        feats, logits, emb, gauss = self._inputs(images, batch_size=batch_size)
         if self.gaussian is not None and len(emb):
-            probs = self.gaussian.predict_proba(emb)
+            probs = self.gaussian.predict_proba(gauss)
         else:
             probs = torch.softmax(logits, dim=1).numpy()
         nearest = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
@@ -199,26 +224,35 @@ class OwlModel:
         own = self.info.get("class_thresholds", {})
         return np.array([own.get(c, self.detector.offset_) for c in self.classes], dtype=np.float64)
 
-    def fit_gaussian(self, train: ImageDataset):
+    def fit_gaussian(self, train: ImageDataset, features: str = "embedding"):
         """Fit one Gaussian per class (shared covariance) on ``train``'s features; it then classifies.
 
         From then on :meth:`add_class` can grow the model by new classes without retraining.
+        ``features="embedding"`` uses the vector the network's head reads; ``"layers"`` the mean and
+        standard deviation over space of the feature map of every stage but the first, concatenated.
+        A network trained on some classes separates classes it never saw better with the shallower
+        stages' texture and shape statistics than with its last layer alone (B3, seed 0: 0.881 →
+        0.905 after adding five Fashion-MNIST classes to a network trained on the other five).
         """
         from owlearn.space import GaussianClassifier
         from owlearn.train import distributed
 
+        if features not in GAUSSIAN_FEATURES:
+            raise ValueError(f"features must be one of {GAUSSIAN_FEATURES}, got {features!r}")
         aligned = train.relabel(self.class_names)
         known = aligned.labels >= 0
+        mine = aligned.subset(known)
         if distributed.is_distributed():
             # under torchrun each process embeds its share of the images; the statistics are summed exactly
-            mine = aligned.subset(known)
             mine = mine.subset(distributed.shard_indices(len(mine)))
-            stats = distributed.gaussian_statistics(self.features(mine), mine.labels.numpy(), len(self.class_names))
+            feats = self._inputs(mine, gaussian_features=features)[3]
+            stats = distributed.gaussian_statistics(feats, mine.labels.numpy(), len(self.class_names))
             gaussian = GaussianClassifier().fit_statistics(*stats, class_names=self.class_names)
         else:
-            gaussian = GaussianClassifier().fit(self.features(aligned.subset(known)), aligned.labels[known].numpy(),
-                                                class_names=self.class_names)
+            feats = self._inputs(mine, gaussian_features=features)[3]
+            gaussian = GaussianClassifier().fit(feats, mine.labels.numpy(), class_names=self.class_names)
         self.components["gaussian"] = gaussian
+        self.info["gaussian_features"] = features
         return gaussian
 
     def add_class(self, name: str, images) -> int:
@@ -231,16 +265,16 @@ class OwlModel:
         if self.gaussian is None:
             raise ValueError("adding classes needs the model's Gaussian classifier: call fit_gaussian(train) "
                              "first (owlearn train does it with --gaussian)")
-        emb = self.features(images)
+        det_feats, _, emb, gauss = self._inputs(images)  # one forward pass for the classifier and detector
         if len(emb) < 2:
             raise ValueError(f"class {name!r} needs at least 2 example images, got {len(emb)}")
-        label = self.gaussian.add_class(emb, name=name)
+        label = self.gaussian.add_class(gauss, name=name)
         det = self.detector
         if det is not None:
             if hasattr(det, "classifier_"):  # Mahalanobis: its own Gaussians
                 det.classifier_.add_class(emb, name=name)
             elif getattr(det, "reads", None) == "layers":  # a Gaussian per layer: each learns the class
-                det.add_class(self.detector_inputs(images, det)[0], name=name)
+                det.add_class(det_feats, name=name)
             elif hasattr(det, "reference_"):  # kNN / LOF: the new images join the reference set
                 offset = det.offset_
                 det.fit(np.concatenate([det.reference_, emb.numpy()]))

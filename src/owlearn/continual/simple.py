@@ -16,7 +16,7 @@ from owlearn.continual.base import Context, Strategy
 from owlearn.continual.scenarios import Experience
 from owlearn.data.dataset import ImageDataset
 from owlearn.space.gaussian import GaussianClassifier
-from owlearn.train.loop import extract_features
+from owlearn.train.loop import batched_forward, extract_features
 
 Naive = Strategy
 
@@ -94,18 +94,12 @@ class GaussianStrategy(Strategy):
 
     def features(self, ctx: Context, images: torch.Tensor) -> torch.Tensor:
         """The features the classifier works on (see ``layer`` and ``power``), on the CPU."""
-        linears = [m for m in ctx.network.backbone.modules() if isinstance(m, nn.Linear)] \
-            if self.layer == "pre-fc" and hasattr(ctx.network, "backbone") else []
-        if not linears:
+        pre_fc = self.layer == "pre-fc" and hasattr(ctx.network, "backbone") and \
+            any(isinstance(m, nn.Linear) for m in ctx.network.backbone.modules())
+        if not pre_fc:
             feats = extract_features(ctx.network, images, ctx.config.eval_batch_size)
         else:
-            captured: list[torch.Tensor] = []
-            handle = linears[-1].register_forward_hook(lambda m, inputs, out: captured.append(inputs[0].float().cpu()))
-            try:
-                extract_features(ctx.network, images, ctx.config.eval_batch_size)
-            finally:
-                handle.remove()
-            feats = torch.cat(captured).flatten(1)
+            feats = batched_forward(ctx.network, images, ctx.config.eval_batch_size, fn=_input_of_last_linear)
         if self.power != 1:
             feats = feats.sign() * feats.abs().pow(self.power)
         return feats
@@ -113,3 +107,15 @@ class GaussianStrategy(Strategy):
     @property
     def classifier(self) -> GaussianClassifier | None:
         return self._classifier
+
+
+def _input_of_last_linear(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What the backbone's last linear layer reads, flattened."""
+    last = [m for m in network.backbone.modules() if isinstance(m, nn.Linear)][-1]
+    captured: list[torch.Tensor] = []
+    handle = last.register_forward_hook(lambda m, inputs, out: captured.append(inputs[0]))
+    try:
+        network.features(x)
+    finally:
+        handle.remove()
+    return captured[0].flatten(1)

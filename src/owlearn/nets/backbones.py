@@ -89,6 +89,8 @@ class ConvNet(nn.Module):
 
 
 class _BasicBlock(nn.Module):
+    fusable_pairs = (("conv1", "bn1"), ("conv2", "bn2"))  # forward applies each batch norm right after its conv
+
     def __init__(self, c_in: int, c_out: int, stride: int):
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)

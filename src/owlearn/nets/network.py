@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from owlearn.nets.backbones import BACKBONES
 from owlearn.nets.heads import HEADS
@@ -102,33 +103,27 @@ class Network(nn.Module):
         """
         return self.layer_outputs(x, pooling)[0]
 
-    def layer_outputs(self, x: torch.Tensor, pooling: str = "mean"
+    def layer_outputs(self, x: torch.Tensor, pooling: str = "mean", from_stage: int = 0
                       ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-        """:meth:`layer_features`, :meth:`embed` and logits from one pass through the backbone.
+        """:meth:`layer_features` (of the stages from ``from_stage`` on), :meth:`embed` and logits from
+        one pass through the backbone.
 
         Relies on the backbones' contract that the last stage, averaged over space, is their feature
         vector (global average pooling, or a stage that is already a vector).
         """
         if pooling not in LAYER_POOLINGS:
             raise ValueError(f"pooling must be one of {LAYER_POOLINGS}, got {pooling!r}")
-        pooled = []
         stages = self.backbone.stages(self.normalize(x))
-        for fmap in stages:
-            if fmap.dim() == 2:
-                pooled.append(fmap)
-            elif pooling == "mean":
-                pooled.append(fmap.mean(dim=(2, 3)))
-            else:
-                flat = fmap.flatten(2)
-                # sample std over the pixels; a 1×1 map (small inputs) has none, so it gets 0, not NaN
-                std, mean = torch.std_mean(flat, dim=2, correction=1 if flat.shape[2] > 1 else 0)
-                pooled.append(torch.cat([mean, std], dim=1))
+        pooled = [_pool(fmap, pooling) for fmap in stages[from_stage:]]
         last = stages[-1]
         features = last if last.dim() == 2 else last.mean(dim=(2, 3))
         return pooled, self.head.embed(features), self.head(features)
 
-    def layer_dims(self, pooling: str = "mean") -> list[int]:
-        """Width of each entry of :meth:`layer_features`."""
+    def layer_dims(self, pooling: str = "mean", from_stage: int = 0) -> list[int]:
+        """Width of each entry of :meth:`layer_features` (from ``from_stage`` on)."""
+        return self._layer_dims(pooling)[from_stage:]
+
+    def _layer_dims(self, pooling: str) -> list[int]:
         was_training = self.training
         self.eval()
         try:
@@ -137,6 +132,22 @@ class Network(nn.Module):
                 return [f.shape[1] for f in self.layer_features(probe, pooling)]
         finally:
             self.train(was_training)
+
+
+def _pool(fmap: torch.Tensor, pooling: str) -> torch.Tensor:
+    """A stage's output as a vector: kept if it is one, else each channel's mean over space, and with
+    ``"meanstd"`` its sample standard deviation over space too."""
+    if fmap.dim() == 2:
+        return fmap
+    mean = F.adaptive_avg_pool2d(fmap, 1).flatten(1)  # fast on channels-last maps, unlike mean(dim=(2, 3))
+    if pooling == "mean":
+        return mean
+    n = fmap.shape[2] * fmap.shape[3]
+    if n == 1:
+        return torch.cat([mean, torch.zeros_like(mean)], dim=1)  # a 1×1 map has no spread: 0, not NaN
+    square = F.adaptive_avg_pool2d(fmap * fmap, 1).flatten(1)
+    var = (square - mean * mean).clamp_min(0) * (n / (n - 1))
+    return torch.cat([mean, var.sqrt()], dim=1)
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from owlearn.data.augment import AugmentConfig, augment_batch
 from owlearn.data.dataset import UNLABELED, ImageDataset
+from owlearn.nets.inference import for_inference
 from owlearn.nets.network import to_float
 from owlearn.train import checkpoint as ckpt
 from owlearn.train import distributed
@@ -54,7 +55,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     channels_last: bool = True
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 256
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -374,37 +375,34 @@ class Trainer:
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, data: ImageDataset | torch.Tensor, batch_size: int = 1024,
+def predict_logits(model: nn.Module, data: ImageDataset | torch.Tensor, batch_size: int = 256,
                    device: torch.device | str | None = None) -> torch.Tensor:
     """Logits of every image, batched, in eval mode; returned on the CPU."""
-    return _batched(model, data, batch_size, device, lambda m, x: m(x))
+    return batched_forward(model, data, batch_size, device, fn=lambda m, x: m(x))
 
 
-@torch.inference_mode()
-def extract_features(model: nn.Module, data: ImageDataset | torch.Tensor, batch_size: int = 1024,
+def extract_features(model: nn.Module, data: ImageDataset | torch.Tensor, batch_size: int = 256,
                      device: torch.device | str | None = None, embed: bool = False) -> torch.Tensor:
     """Backbone features (or the head's embedding with ``embed=True``) of every image, on the CPU."""
-    return _batched(model, data, batch_size, device, (lambda m, x: m.embed(x)) if embed else
+    return batched_forward(model, data, batch_size, device, fn=(lambda m, x: m.embed(x)) if embed else
                     (lambda m, x: m.features(x)))
 
 
-def _batched(model: nn.Module, data: ImageDataset | torch.Tensor, batch_size: int,
-             device: torch.device | str | None, fn: Callable) -> torch.Tensor:
+def batched_forward(model: nn.Module, data: ImageDataset | torch.Tensor, batch_size: int = 256,
+                    device: torch.device | str | None = None, *, fn: Callable) -> torch.Tensor:
+    """``fn(network, batch)`` over ``data`` in batches, on the fast inference copy of ``model``
+    (:func:`owlearn.nets.inference.for_inference`), concatenated on the CPU."""
     images = data.images if isinstance(data, ImageDataset) else data
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    # feed a network trained in channels_last the same layout: a mismatch costs a conversion per layer
-    fmt = torch.channels_last if _is_channels_last(model) else torch.contiguous_format
-    was_training = model.training
-    model.eval()
+    fast = for_inference(model)  # batch norm folded, channels-last: the same function, about twice as fast
+    fmt = torch.channels_last if _is_channels_last(fast) else torch.contiguous_format
     out = []
-    try:
+    with torch.inference_mode():
         for i in range(0, len(images), batch_size):
             x = to_float(images[i:i + batch_size].to(device))
             if x.dim() == 4:
-                x = x.contiguous(memory_format=fmt)
-            out.append(fn(model, x).float().cpu())
-    finally:
-        model.train(was_training)
+                x = x.contiguous(memory_format=fmt)  # a layout mismatch would cost a conversion per layer
+            out.append(fn(fast, x).float().cpu())
     if not out:
         return torch.empty(0)
     return torch.cat(out)
@@ -415,7 +413,7 @@ def _is_channels_last(model: nn.Module) -> bool:
                and p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters())
 
 
-def evaluate_accuracy(model: nn.Module, data: ImageDataset, batch_size: int = 1024,
+def evaluate_accuracy(model: nn.Module, data: ImageDataset, batch_size: int = 256,
                       device: torch.device | str | None = None) -> float:
     """Top-1 accuracy on the labelled images of ``data``."""
     logits = predict_logits(model, data, batch_size, device)
