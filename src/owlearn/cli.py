@@ -89,6 +89,9 @@ def train(
     gaussian: bool = typer.Option(
         False, help="Classify with one Gaussian per class in feature space instead of the softmax head; "
                     "lets `owlearn add-class` grow the model without retraining."),
+    gaussian_features: str = typer.Option(
+        "layers", help="What the Gaussian classifier reads: layers (pooled statistics of the network's stages, "
+                       "better on classes added later) or embedding (the head's input, a little faster)."),
     vat: float = typer.Option(
         0.0, min=0.0, help="Weight of Virtual Adversarial Training (0 = off); a smoothness penalty on every image, "
                            "labelled or not."),
@@ -165,7 +168,7 @@ def train(
         params = {"n_neighbors": neighbors} if neighbors and detector in ("knn", "lof") else {}
         model.fit_detector(train_set, calibration, detector, accept_rate=accept_rate, **params)
     if gaussian:
-        model.fit_gaussian(train_set)
+        model.fit_gaussian(train_set, features=gaussian_features)
     if test_set is not None:
         acc = held_out_accuracy(model, test_set)
         model.info["test_accuracy"] = acc

@@ -99,7 +99,7 @@ class GaussianStrategy(Strategy):
         if not pre_fc:
             feats = extract_features(ctx.network, images, ctx.config.eval_batch_size)
         else:
-            feats = batched_forward(ctx.network, images, ctx.config.eval_batch_size, fn=_input_of_last_linear)
+            feats = batched_forward(ctx.network, images, ctx.config.eval_batch_size, fn=input_of_last_linear)
         if self.power != 1:
             feats = feats.sign() * feats.abs().pow(self.power)
         return feats
@@ -109,7 +109,7 @@ class GaussianStrategy(Strategy):
         return self._classifier
 
 
-def _input_of_last_linear(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def input_of_last_linear(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """What the backbone's last linear layer reads, flattened."""
     last = [m for m in network.backbone.modules() if isinstance(m, nn.Linear)][-1]
     captured: list[torch.Tensor] = []
