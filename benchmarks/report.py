@@ -351,7 +351,9 @@ def section_b4(doc: dict) -> list[str]:
             gain = dom["ewc"]["task1_after_task2"]["mean"] - dom["naive"]["task1_after_task2"]["mean"]
             lines += ["", f"EWC keeps {gain:+.4f} more task-1 accuracy after task 2 than naive fine-tuning "
                       f"(λ = {dom['ewc']['runs'][0]['strategy_config'].get('strength')})."]
-    lines += ["", f"Produced by {_provenance(doc)}."]
+    notes = doc.get("notes", []) + (aval or {}).get("notes", [])
+    lines += [""] + [f"Note: {n}" for n in notes] + ([""] if notes else [])
+    lines += [f"Produced by {_provenance(doc)}."]
     if aval:
         lines.append(f"Avalanche figures produced by {_provenance(aval)}.")
     return lines + [""]

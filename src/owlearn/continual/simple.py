@@ -9,14 +9,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from owlearn.continual.base import Context, Strategy
 from owlearn.continual.scenarios import Experience
 from owlearn.data.dataset import ImageDataset
-from owlearn.space.gaussian import GaussianClassifier
 from owlearn.train.loop import batched_forward, extract_features
+
+if TYPE_CHECKING:  # scikit-learn (under the classifier) is imported only when the strategy runs
+    from owlearn.space.gaussian import GaussianClassifier
 
 Naive = Strategy
 
@@ -78,6 +82,8 @@ class GaussianStrategy(Strategy):
         for c in exp.classes:
             class_feats = feats[exp.train.labels == c]
             if self._classifier is None:
+                from owlearn.space.gaussian import GaussianClassifier
+
                 self._classifier = GaussianClassifier(shrinkage=self.shrinkage)
             if c in self._labels:
                 self._classifier.update_class(self._labels.index(c), class_feats)
