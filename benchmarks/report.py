@@ -34,8 +34,12 @@ def _provenance(doc: dict) -> str:
 
 def section_b1(doc: dict) -> list[str]:
     cfg = doc["config"]
+    budget = cfg.get("time_budget_s")
+    length = (f"at most {budget:.0f} s of training (learning-rate schedule fitted to the time; "
+              f"`TrainConfig.time_budget_s`) and at most {cfg['epochs']} epochs"
+              if budget else f"{cfg['epochs']} epochs")
     lines = ["## B1 — supervised feature learning (Fashion-MNIST, ConvNet)", "",
-             f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, {cfg['optimizer']}, peak lr {cfg['lr']}, "
+             f"{length}, batch {cfg['batch_size']}, {cfg['optimizer']}, peak lr {cfg['lr']}, "
              f"one-cycle schedule, weight decay {cfg['weight_decay']}, random crop (pad 2) + horizontal flip; "
              f"{cfg['train_images']:,} training / {cfg['test_images']:,} test images; seeds "
              f"{', '.join(str(r['seed']) for r in next(iter(doc['results'].values()))['runs'])}.", "",
@@ -46,8 +50,10 @@ def section_b1(doc: dict) -> list[str]:
         per_seed = ", ".join(f"{run['test_accuracy']:.4f}" for run in r["runs"])
         ips = sum(run["images_per_s"] for run in r["runs"]) / len(r["runs"])
         ok = all(run["within_budget"] for run in r["runs"])
-        lines.append(f"| {head} | {_pm(r['test_accuracy'])} | {per_seed} | {_pm(r['train_seconds'], digits=0)} | "
-                     f"{ips:,.0f} | {'yes' if ok else 'no'} |")
+        trained = [run["epochs_trained"] for run in r["runs"] if "epochs_trained" in run]
+        epochs = f" ({sum(trained) / len(trained):.1f} epochs)" if budget and trained else ""
+        lines.append(f"| {head} | {_pm(r['test_accuracy'])} | {per_seed} | {_pm(r['train_seconds'], digits=0)}"
+                     f"{epochs} | {ips:,.0f} | {'yes' if ok else 'no'} |")
     means = {h: r["test_accuracy"]["mean"] for h, r in doc["results"].items()}
     if len(means) == 2:
         (ce_name, ce), (l2_name, l2) = means.items()

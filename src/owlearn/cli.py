@@ -68,7 +68,10 @@ def train(
     head: str = typer.Option("l2softmax", help="linear (softmax), l2softmax or cosine."),
     alpha: float = typer.Option(16.0, help="Radius α of the L2-softmax hypersphere."),
     learn_alpha: bool = typer.Option(False, help="Learn α instead of fixing it."),
-    epochs: int = typer.Option(10, min=1, help="Passes over the training set."),
+    epochs: int = typer.Option(10, min=1, help="Passes over the training set (the most, with --time-budget)."),
+    time_budget: float | None = typer.Option(
+        None, min=1.0, help="Train for at most this many seconds, the learning-rate schedule fitted to the time "
+                            "(e.g. 600 for the best model in ten minutes on this machine)."),
     batch_size: int = typer.Option(128, min=1, help="Images per step."),
     lr: float = typer.Option(0.05, min=0.0, help="Peak learning rate."),
     optimizer: str = typer.Option("sgd", help="sgd (Nesterov momentum), adam or adamw."),
@@ -140,8 +143,8 @@ def train(
     head_args = {"alpha": alpha, "learn_alpha": learn_alpha} if head == "l2softmax" else {}
     model = build_model(train_set, backbone, head, head_args=head_args, seed=seed)
     aug = preset(_auto_augment(data) if augment == "auto" else augment)
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,  # type: ignore[arg-type]
-                         weight_decay=weight_decay, schedule=schedule, seed=seed, device=device)  # type: ignore[arg-type]
+    config = TrainConfig(epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr,
+                         optimizer=optimizer, weight_decay=weight_decay, schedule=schedule, seed=seed, device=device)  # type: ignore[arg-type]
     objectives = None
     fit_set = train_set
     if labels_per_class is not None:

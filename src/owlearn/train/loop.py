@@ -56,6 +56,11 @@ class TrainConfig:
     device: str = "auto"
     channels_last: bool = True
     eval_batch_size: int = 256
+    time_budget_s: float | None = None
+    """Stop after this many seconds of training, with the schedule stretched or squeezed to fit: the
+    learning rate follows whichever is further along, the steps or the time (``epochs`` becomes the
+    most that will run). Makes "the best model in 10 minutes on this machine" one setting; the
+    result then depends on the machine's speed, so it is not reproducible step for step."""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -72,9 +77,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def lr_factor(cfg: TrainConfig, step: int, total_steps: int) -> float:
-    """Learning-rate multiplier at ``step``: one-cycle (linear warm-up, cosine decay), cosine or constant."""
-    t = min(step / max(total_steps, 1), 1.0)
+def lr_factor(cfg: TrainConfig, step: int, total_steps: int, progress: float | None = None) -> float:
+    """Learning-rate multiplier at ``step``: one-cycle (linear warm-up, cosine decay), cosine or constant.
+
+    ``progress`` (a fraction of the run, e.g. of a time budget) replaces ``step / total_steps``."""
+    t = min(step / max(total_steps, 1) if progress is None else progress, 1.0)
     if cfg.schedule == "constant":
         return 1.0
     if cfg.schedule == "cosine":
@@ -212,6 +219,9 @@ class Trainer:
         self.history = History()
         self.global_step = 0
         self.total_steps = 0
+        self.budget_spent = False
+
+    clock: Callable[[], float] = staticmethod(time.perf_counter)  # tests replace it with a fake clock
 
     # -- set-up ---------------------------------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -249,9 +259,17 @@ class Trainer:
         steps_per_epoch = n // batch  # drop the last partial batch: BatchNorm dislikes tiny batches
         self.total_steps = steps_per_epoch * cfg.epochs
         self._shard = self._rank_slice(batch)
+        if cfg.time_budget_s is not None:
+            if cfg.time_budget_s <= 0:
+                raise ValueError(f"time_budget_s must be positive, got {cfg.time_budget_s}")
+            if distributed.is_distributed():
+                # every process would have to agree on the step to stop at: not supported yet
+                raise ValueError("time_budget_s is not supported under torch.distributed; set epochs instead")
         start_epoch = 0
         if resume:
             start_epoch = self._resume()
+        # seconds already trained (a resumed run continues its budget)
+        self._trained_s = sum(e.get("seconds", 0.0) for e in self.history.epochs)
         distributed.broadcast_module(self.model)  # all processes start from rank 0's weights, as DDP does
         images = train.images.to(self.device)
         labels = train.labels.to(self.device)
@@ -259,6 +277,8 @@ class Trainer:
         with TrainingProgress(enabled=self.progress and distributed.is_main(), epochs=cfg.epochs,
                               steps=steps_per_epoch) as bar:
             for epoch in range(start_epoch, cfg.epochs):
+                if self.budget_spent:
+                    break
                 bar.start_epoch(epoch)
                 logs = self._train_epoch(epoch, images, labels, batch, steps_per_epoch, bar)
                 distributed.average_buffers(self.model)  # one model on every process before eval and saving
@@ -288,10 +308,18 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
         counted = 0
-        start = time.perf_counter()
+        start = self.clock()
+        done = steps
         for i in range(steps):
             self.global_step = epoch * steps + i
-            lr = cfg.lr * lr_factor(cfg, self.global_step, self.total_steps)
+            progress = None
+            if cfg.time_budget_s is not None:
+                spent = self._trained_s + self.clock() - start
+                if spent >= cfg.time_budget_s:
+                    self.budget_spent, done = True, i
+                    break
+                progress = max(self.global_step / max(self.total_steps, 1), spent / cfg.time_budget_s)
+            lr = cfg.lr * lr_factor(cfg, self.global_step, self.total_steps, progress)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             index = order[i * batch + lo:i * batch + hi]
@@ -316,20 +344,24 @@ class Trainer:
                 mask = step.labelled
                 correct += (step._logits.detach()[mask].argmax(1) == step.y[mask]).sum()
                 counted += int(mask.sum())
-            bar.advance(i + 1, loss_sum, i + 1, correct, counted, batch * (i + 1) / (time.perf_counter() - start))
-        seconds = time.perf_counter() - start
+            bar.advance(i + 1, loss_sum, i + 1, correct, counted, batch * (i + 1) / max(self.clock() - start, 1e-9))
+        seconds = self.clock() - start
+        self._trained_s += seconds
         if distributed.is_distributed():  # logs describe the global batches, the same on every process
             totals = torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(counted), device=self.device)])
             distributed.all_reduce_sum(totals)
             loss_sum, correct, counted = totals[0] / distributed.world_size(), totals[1], int(totals[2])
-        return {
+        logs = {
             "epoch": epoch + 1,
-            "loss": float(loss_sum) / max(steps, 1),
+            "loss": float(loss_sum) / max(done, 1),
             "acc": float(correct) / counted if counted else float("nan"),
-            "lr": lr if steps else cfg.lr,
+            "lr": lr if done else cfg.lr,
             "seconds": seconds,
-            "images_per_s": steps * batch / seconds if seconds > 0 else float("nan"),
+            "images_per_s": done * batch / seconds if seconds > 0 else float("nan"),
         }
+        if done < steps:
+            logs["steps"] = done  # the time budget ended this epoch early
+        return logs
 
     # -- checkpoints ----------------------------------------------------------------------------------
     @property
