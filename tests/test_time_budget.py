@@ -7,7 +7,7 @@ import torch
 
 from owlearn.data import ImageDataset
 from owlearn.nets import Network, NetworkSpec
-from owlearn.train.loop import Trainer, TrainConfig
+from owlearn.train.loop import TrainConfig, Trainer
 
 
 def _data() -> ImageDataset:
