@@ -60,7 +60,7 @@ def main() -> None:
             # the "person" names each group after what most of its images are; a group whose majority is a
             # known class is left unnamed (they would see it is not new)
             named: dict[int, str] = {}
-            for g in pur["groups"]:
+            for g in sorted(pur["groups"], key=lambda g: -g["purity"]):  # the clearest contact sheet first
                 if g["majority"] not in KNOWN and names[g["majority"]] not in named.values():
                     named[g["group"]] = names[g["majority"]]
             name_groups(m, test.images, found, named)
