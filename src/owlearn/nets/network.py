@@ -124,6 +124,13 @@ class Network(nn.Module):
         return self._layer_dims(pooling)[from_stage:]
 
     def _layer_dims(self, pooling: str) -> list[int]:
+        # the widths follow from the architecture alone: probe once per pooling, not on every prediction
+        cache = self.__dict__.setdefault("_layer_dims_cache", {})
+        if pooling not in cache:
+            cache[pooling] = self._probe_layer_dims(pooling)
+        return list(cache[pooling])
+
+    def _probe_layer_dims(self, pooling: str) -> list[int]:
         was_training = self.training
         self.eval()
         try:
