@@ -19,6 +19,7 @@ outputs are cached under ``--cache`` (artifacts/b2-features) and the digit ConvN
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ from common import ROOT, SHARED_DATA, base_parser, mean_std, write_results
 
 HEADS = {"CE": ("linear", {}), "L2-softmax": ("l2softmax", {"alpha": 16.0})}
 FAST_LOF = {"n_neighbors": 20, "normalize": True, "max_reference": 20_000}
-LAYERS = "Mahalanobis layers 3+4 + ViM"
+LAYERS = "Mahalanobis layers 3+4 + ViM + kNN"
 DETECTORS = {  # label → (detector name, params, threshold rule)
     "LOF contamination 0.001": ("lof", {**FAST_LOF, "contamination": 0.001}, "contamination"),
     "LOF contamination 0.01": ("lof", {**FAST_LOF, "contamination": 0.01}, "contamination"),
@@ -50,8 +51,9 @@ DETECTORS = {  # label → (detector name, params, threshold rule)
     "ViM": ("vim", {}, "calibrated"),
     "energy": ("energy", {}, "calibrated"),
     "MSP": ("msp", {}, "calibrated"),
-    "Mahalanobis layers 3+4": ("layers", {"vim": False}, "calibrated"),
-    LAYERS: ("layers", {}, "calibrated"),
+    "Mahalanobis layers 3+4": ("layers", {"vim": False, "knn_block": None}, "calibrated"),
+    "Mahalanobis layers 3+4 + ViM": ("layers", {"knn_block": None}, "calibrated"),
+    LAYERS: ("layers", {}, "calibrated"),  # the default multi-layer detector
 }
 ACCEPT = 0.99
 POOLING = "meanstd"  # of the multi-layer detectors' stage features
@@ -114,23 +116,30 @@ def evaluate_detectors(model: OwlModel, fit: dict, fit_labels: np.ndarray, calib
             calibrate(det, _inputs(det, calib), calib["logits"], accept_rate=ACCEPT)
         t0 = time.perf_counter()
         s_in = det.score_samples(_inputs(det, test_in), test_in["logits"])
+        t1 = time.perf_counter()
         s_out = det.score_samples(_inputs(det, test_out), test_out["logits"])
-        score_s = time.perf_counter() - t0
+        score_s, score_out_s = time.perf_counter() - t0, time.perf_counter() - t1
         summary = metrics.rejection_summary(s_in >= det.offset_, s_out >= det.offset_, correct)
         rows[label] = {
             "auroc": metrics.auroc(s_in, s_out), "fpr_at_95_tpr": metrics.fpr_at_tpr(s_in, s_out, 0.95),
             "in_accepted": summary["in_accepted"], "out_rejected": summary["out_rejected"],
             "accepted_accuracy": summary["accepted_accuracy"], "fit_s": fit_s, "score_s": score_s,
-            "scored_images": len(s_in) + len(s_out), "threshold": rule,
+            "scored_images": len(s_in) + len(s_out), "score_ood_s": score_out_s, "ood_images": len(s_out),
+            "threshold": rule,
         }
         print(f"    {label:30s} AUROC {rows[label]['auroc']:.4f}  FPR95 {rows[label]['fpr_at_95_tpr']:.4f}  "
               f"in acc. {summary['in_accepted']:.3f}  out rej. {summary['out_rejected']:.3f}  "
-              f"fit {fit_s:.1f} s  score {score_s:.1f} s", flush=True)
+              f"fit {fit_s:.1f} s  score {score_s:.1f} s ({len(s_out)} OOD images {score_out_s:.1f} s)", flush=True)
     return {"closed_set_accuracy": float(correct.mean()), "detectors": rows}
 
 
 def _cache_file(cache_dir: Path | None, model_path: Path, data: str) -> Path | None:
-    return None if cache_dir is None else cache_dir / f"{model_path.stem}-{data}-{POOLING}.npz"
+    """Keyed by the model file's content too: a retrained model saved under the same name must not be
+    scored with its predecessor's features; a model not saved (quick runs) is not cached at all."""
+    if cache_dir is None or not model_path.is_file():
+        return None
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:12]
+    return cache_dir / f"{model_path.stem}-{digest}-{data}-{POOLING}.npz"
 
 
 def _slice(outputs: dict, part: slice) -> dict:
@@ -213,7 +222,7 @@ def summarise(direction: dict) -> dict:
             table[head]["detectors"][det] = {
                 key: mean_std([r["detectors"][det][key] for r in runs])
                 for key in ["auroc", "fpr_at_95_tpr", "in_accepted", "out_rejected", "accepted_accuracy", "fit_s",
-                            "score_s"]}
+                            "score_s", "score_ood_s"]}
     return table
 
 

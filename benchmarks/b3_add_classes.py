@@ -25,9 +25,10 @@ import torch
 from owlearn.api import build_model, train_model
 from owlearn.data.augment import preset
 from owlearn.data.sources import load_dataset
+from owlearn.model import OwlModel
 from owlearn.train.loop import TrainConfig
 
-from common import base_parser, mean_std, write_results
+from common import ROOT, base_parser, mean_std, write_results
 
 FIRST = [0, 1, 2, 3, 4]
 
@@ -61,6 +62,12 @@ def main() -> None:
                    choices=["layers", "embedding"], help="what the Gaussian classifier reads (each is measured)")
     p.add_argument("--joint-from", type=Path, default=None,
                    help="with --no-joint: take the joint-training figure from this earlier results file")
+    p.add_argument("--models", type=Path, default=ROOT / "artifacts" / "b3",
+                   help="the 5-class networks: loaded from here when there, else trained and saved here "
+                        "(re-measuring the add-class timings then needs no retraining)")
+    p.add_argument("--train-only", action="store_true",
+                   help="train and save the 5-class networks to --models, measure nothing (the timed run can "
+                        "then have the machine to itself)")
     args = p.parse_args()
     started = time.time()
     train_all, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
@@ -71,15 +78,29 @@ def main() -> None:
     first = train_all.select_classes(FIRST).relabel([names[c] for c in FIRST])
     runs = []
     for seed in args.seeds:
-        model = build_model(first, "convnet", args.head, head_args={"alpha": 16.0} if args.head == "l2softmax" else {},
-                            seed=seed)
-        t0 = time.perf_counter()
-        train_model(model, first, config=train_config(args, seed), augment=preset("fashion"), progress=False)
-        train_s = time.perf_counter() - t0
+        path = args.models / f"fashion5-convnet-{args.head}-epochs{args.epochs}-seed{seed}.owl"
+        if path.exists() and not args.quick:
+            model = OwlModel.load(path)
+            train_s = model.info["b3_train_seconds"]
+            print(f"seed {seed}: the 5-class network from {path}", flush=True)
+        else:
+            model = build_model(first, "convnet", args.head, seed=seed,
+                                head_args={"alpha": 16.0} if args.head == "l2softmax" else {})
+            t0 = time.perf_counter()
+            train_model(model, first, config=train_config(args, seed), augment=preset("fashion"), progress=False)
+            train_s = time.perf_counter() - t0
+            if not args.quick:
+                model.info["b3_train_seconds"] = train_s
+                path.parent.mkdir(parents=True, exist_ok=True)
+                model.save(path)
+        if args.train_only:
+            print(f"seed {seed}: saved {path}", flush=True)
+            continue
         softmax_acc = ten_class_accuracy(model, test)
         print(f"seed {seed}: trained on 5 classes in {train_s:.0f} s; 10-class accuracy softmax {softmax_acc:.4f}",
               flush=True)
-        run = {"seed": seed, "train_seconds": train_s, "softmax_after_5": softmax_acc, "gaussian": {}}
+        run = {"seed": seed, "train_seconds": train_s, "network_file": path.name, "softmax_after_5": softmax_acc,
+               "gaussian": {}}
         for kind in args.gaussian_features:
             model.components.pop("gaussian", None)
             model.info.pop("added_classes", None)
@@ -100,6 +121,8 @@ def main() -> None:
             run["joint_accuracy"] = joint_accuracy(train_all, test, args, seed)
             print(f"  joint training on all ten classes: accuracy {run['joint_accuracy']:.4f}", flush=True)
         runs.append(run)
+    if args.train_only:
+        return
     results = {"runs": runs, "softmax_after_5": mean_std([r["softmax_after_5"] for r in runs]), "gaussian": {}}
     for kind in args.gaussian_features:
         steps = [r["gaussian"][kind] for r in runs]

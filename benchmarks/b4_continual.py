@@ -127,6 +127,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help=argparse_hidden())
     p.add_argument("--params", default="{}", help=argparse_hidden())
     p.add_argument("--worker-out", help=argparse_hidden())
+    p.add_argument("--merge-into", type=Path, default=None,
+                   help="replace only the strategies run now in this earlier results file (the others keep their "
+                        "runs; a note records what was re-run, when and at which commit)")
     args = p.parse_args()
     if args.worker:
         worker(args)
@@ -158,6 +161,9 @@ def main() -> None:
         domain[name] = {**summarise(runs), "task1_after_task1": mean_std([r["accuracy_matrix"][0][0] for r in runs]),
                         "task1_after_task2": mean_std([r["task1_after_task2"] for r in runs]),
                         "task2_after_task2": mean_std([r["accuracy_matrix"][1][1] for r in runs])}
+    if args.merge_into:
+        merge_into(args.merge_into, results, domain, params, started)
+        return
     paths = figures(results, args.quick) if results else {}
     config = {"quick": args.quick, "seeds": args.seeds, "epochs": QUICK["epochs"] if args.quick else args.epochs,
               "limits": {k: QUICK[k] for k in ("train_limit", "test_limit")} if args.quick else None,
@@ -166,6 +172,28 @@ def main() -> None:
               "memory_size": args.memory_size, "params": params}
     write_results("b4_continual", config, {"class_incremental": results, "domain_incremental": domain,
                                            "figures": paths}, started, args.out)
+
+
+def merge_into(path: Path, results: dict, domain: dict, params: dict, started: float) -> None:
+    """Put the strategies just run into an earlier full results file, keeping the others' runs."""
+    from owlearn._atomic import atomic_open
+
+    from common import start_commit
+
+    doc = json.loads(path.read_text())
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    command = "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+    for key, new in (("class_incremental", results), ("domain_incremental", domain)):
+        doc["results"][key].update(new)
+        for name in new:
+            doc.setdefault("notes", []).append(
+                f"{key.replace('_', '-')} {name} re-run at commit {start_commit()} on {when} "
+                f"(`{command}`, {time.time() - started:.0f} s), params {params.get(name, {})}; "
+                f"the other rows are from the run at commit {doc['commit']}.")
+    doc["results"]["figures"] = figures(doc["results"]["class_incremental"], doc["config"].get("quick", False))
+    with atomic_open(path, "w") as fh:
+        json.dump(doc, fh, indent=2)
+    print(f"merged {', '.join([*results, *domain])} into {path}")
 
 
 def argparse_hidden() -> str:

@@ -1,5 +1,7 @@
 """Continual learning: the Fisher, herding, the accuracy matrix, the strategies and the command."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -283,3 +285,20 @@ def test_unknown_strategy_names_the_choices():
         make_strategy("magic")
     with pytest.raises(ValueError, match="does not take"):
         make_strategy("naive", memory_size=3)
+
+
+def test_icarl_mahalanobis_nearest_mean_uses_the_exemplars_shared_covariance():
+    data = _quadrants()
+    sc = class_incremental(data, data, 2)
+    strategy = make_strategy("icarl", memory_size=40, metric="mahalanobis")
+    net = _tiny_net()
+    result = run_continual(sc, strategy, net, config=b4_config(epochs=2))
+    assert result.to_json()["final_accuracy"] > 0.5
+    # the classifier is a Gaussian fitted on the exemplar features: its predictions are the strategy's
+    feats = extract_features(net, data)
+    classes = torch.tensor(strategy._mean_classes)
+    expected = classes[torch.from_numpy(strategy._gaussian.mahalanobis(feats).argmin(1))]
+    ctx = SimpleNamespace(network=net, config=b4_config())
+    torch.testing.assert_close(strategy.predict(ctx, data.images), expected)
+    with pytest.raises(ValueError, match="metric"):
+        make_strategy("icarl", metric="euclid")

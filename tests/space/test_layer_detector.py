@@ -6,7 +6,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from owlearn.nets import Network, NetworkSpec
-from owlearn.space import GaussianClassifier, LayerEnsembleDetector, ViMDetector
+from owlearn.space import GaussianClassifier, KNNDetector, LayerEnsembleDetector, ViMDetector
 
 
 def _layered(f):
@@ -16,7 +16,7 @@ def _layered(f):
 
 def test_score_is_the_sum_of_standardised_layer_scores(features):
     f, blocks = features, _layered(features)
-    det = LayerEnsembleDetector([8, 8, 16], f.W, f.b, shrinkage=0.0).fit(blocks(f.X), labels=f.y)
+    det = LayerEnsembleDetector([8, 8, 16], f.W, f.b, shrinkage=0.0, knn_block=None).fit(blocks(f.X), labels=f.y)
     Q = np.vstack([f.X_test, f.outliers])
     want = np.zeros(len(Q))
     for part in (slice(0, 8), slice(8, 16)):  # the default blocks (-3, -2): the two 'layers'
@@ -27,6 +27,25 @@ def test_score_is_the_sum_of_standardised_layer_scores(features):
     train = vim.score_samples(f.X)
     want += (vim.score_samples(Q) - train.mean()) / train.std()
     np.testing.assert_allclose(det.score_samples(blocks(Q)), want, rtol=1e-9, atol=1e-9)
+
+
+def test_knn_term_is_standardised_on_training_features_outside_its_reference_set(features):
+    f, blocks = features, _layered(features)
+    X, Q = blocks(f.X), blocks(np.vstack([f.X_test, f.outliers]))
+    n_ref = len(X) // 2
+    det = LayerEnsembleDetector([8, 8, 16], vim=False, blocks=[0], knn_block=1, knn_reference=n_ref).fit(X, labels=f.y)
+    without = LayerEnsembleDetector([8, 8, 16], vim=False, blocks=[0], knn_block=None).fit(X, labels=f.y)
+    order = np.random.default_rng(0).permutation(len(X))
+    ref, rest = np.sort(order[:n_ref]), order[n_ref:]
+    knn = KNNDetector(n_neighbors=1).fit(X[ref, 8:16])
+    held_out = knn.score_samples(X[rest, 8:16])
+    want = without.score_samples(Q) + (knn.score_samples(Q[:, 8:16]) - held_out.mean()) / held_out.std()
+    np.testing.assert_allclose(det.score_samples(Q), want, rtol=1e-9, atol=1e-9)
+    # the outliers differ in block 1, which the kNN term reads: it makes them stand out further
+    auc = lambda d: roc_auc_score(np.r_[np.ones(len(f.X_test)), np.zeros(len(f.outliers))], d.score_samples(Q))  # noqa: E731
+    assert auc(det) > auc(without)
+    with pytest.raises(ValueError, match="knn_block"):
+        LayerEnsembleDetector([8, 8, 16], vim=False, knn_block=3).fit(X, labels=f.y)
 
 
 def test_a_layer_sees_outliers_that_the_last_layer_misses():
@@ -47,8 +66,10 @@ def test_add_class_teaches_every_layer(features):
     f, blocks = features, _layered(features)
     det = LayerEnsembleDetector([8, 8, 16], vim=False).fit(blocks(f.X[f.y < 2]), labels=f.y[f.y < 2])
     before = det.score_samples(blocks(f.X_test[f.y_test == 2])).mean()
+    n_ref = len(det.knn_.reference_)
     det.add_class(blocks(f.X[f.y == 2]), name="new")
     assert det.score_samples(blocks(f.X_test[f.y_test == 2])).mean() > before + 10
+    assert len(det.knn_.reference_) == n_ref + int((f.y == 2).sum())  # the kNN term knows the class too
 
 
 def test_errors_name_the_problem(features):

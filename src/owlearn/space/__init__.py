@@ -8,7 +8,7 @@ numpy) and knows nothing about networks:
 - Outlier detectors with scikit-learn's novelty interface (higher score = more normal, ``predict``
   gives +1/-1): :class:`LOFDetector`, :class:`KNNDetector`, :class:`MahalanobisDetector`,
   :class:`ViMDetector`, :class:`MSPDetector`, :class:`EnergyDetector`, and
-  :class:`LayerEnsembleDetector` (Mahalanobis on several layers plus ViM), made by name with
+  :class:`LayerEnsembleDetector` (Mahalanobis on several layers plus ViM and kNN), made by name with
   :func:`make_detector`.
 - :func:`calibrate`: a detector's threshold from held-out inliers and a target acceptance rate.
 

