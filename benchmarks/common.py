@@ -48,10 +48,21 @@ STARTED_AT_COMMIT = None  # set on first use: the commit of the code a run start
 
 
 def start_commit() -> str:
+    """The commit a run started from, with ``+uncommitted`` when tracked source files differed from it
+    (the results then came from code that no commit holds exactly)."""
     global STARTED_AT_COMMIT
     if STARTED_AT_COMMIT is None:
-        STARTED_AT_COMMIT = git_commit()
+        STARTED_AT_COMMIT = git_commit() + ("+uncommitted" if _source_changed() else "")
     return STARTED_AT_COMMIT
+
+
+def _source_changed() -> bool:
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "benchmarks/*.py"],
+                             cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return bool(out.strip())
 
 
 def peak_memory_mb() -> float:

@@ -311,7 +311,7 @@ def _b4_icarl_selection() -> list[str]:
              "| distillation weight | " + " | ".join(metrics_) + " |", "|---|" + "---|" * len(metrics_)]
     for w in weights:
         lines.append(f"| {w} | " + " | ".join(f"{acc[(w, m)]:.4f}" if (w, m) in acc else "—" for m in metrics_) + " |")
-    lines += ["", f"Produced by {_provenance(sel)}."]
+    lines += [""] + [f"Note: {n}" for n in sel.get("notes", [])] + ["", f"Produced by {_provenance(sel)}."]
     return lines
 
 
@@ -408,9 +408,6 @@ _INFERENCE_CHANGE = ("commit ab28b68 moved every read-only forward pass to a cop
                      "convolutions (channels-last, batch 256) and pools stage standard deviations from moments; "
                      "outputs change by float rounding")
 STALE = {
-    "## B1 — supervised": "the runs below predate " + _INFERENCE_CHANGE + ", and commit 55c5681 changed the "
-                          "script's defaults to a 590 s time budget with at most 10 epochs: these figures are from "
-                          "the earlier 8-epoch recipe without a budget (`--epochs 8 --time-budget 0` today).",
     "## B7 — web service under load": "this run predates " + _INFERENCE_CHANGE + "; the service's latency and "
                                       "throughput depend on that path.",
     "## B7 — training throughput": "this run predates commit 55c5681, which added the time-budget check to the "

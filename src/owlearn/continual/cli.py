@@ -37,6 +37,9 @@ def continual(
     memory_size: int = typer.Option(2000, min=1, help="Exemplars kept by replay and iCaRL."),
     ewc_strength: float = typer.Option(30.0, min=0.0, help="λ of EWC and online EWC."),
     temperature: float = typer.Option(2.0, min=0.01, help="Distillation temperature of LwF and iCaRL."),
+    icarl_metric: str = typer.Option(
+        "mahalanobis", help="iCaRL's nearest-mean-of-exemplars rule: mahalanobis (the exemplars' shared "
+                            "covariance) or cosine (the paper's)."),
     train_limit: int | None = typer.Option(None, min=1, help="Use only the first N training images (quick runs)."),
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and memory selection."),
     device: str = typer.Option("auto", help="auto, cpu, cuda …"),
@@ -60,7 +63,10 @@ def continual(
     stream = _scenario(scenario, data, experiences, class_order, order_seed, train_limit, data_dir)
     _out.print(f"[bold]{stream.name}[/bold]: {len(stream)} experiences "
                f"({', '.join(e.name for e in stream.experiences)}); {backbone}, {epochs} epochs each")
-    params = {"icarl": {"memory_size": memory_size, "temperature": temperature}, "replay": {"memory_size": memory_size},
+    if icarl_metric not in ("mahalanobis", "cosine"):
+        raise typer.BadParameter(f"{icarl_metric!r}: choose mahalanobis or cosine", param_hint="--icarl-metric")
+    params = {"icarl": {"memory_size": memory_size, "temperature": temperature, "metric": icarl_metric},
+              "replay": {"memory_size": memory_size},
               "ewc": {"strength": ewc_strength}, "online-ewc": {"strength": ewc_strength},
               "lwf": {"temperature": temperature}}
     results = {}
