@@ -178,11 +178,11 @@ def merge_into(path: Path, results: dict, domain: dict, params: dict, started: f
     """Put the strategies just run into an earlier full results file, keeping the others' runs."""
     from owlearn._atomic import atomic_open
 
-    from common import start_commit
+    from common import command_line, start_commit
 
     doc = json.loads(path.read_text())
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    command = "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+    command = command_line()
     for key, new in (("class_incremental", results), ("domain_incremental", domain)):
         doc["results"][key].update(new)
         for name in new:

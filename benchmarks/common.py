@@ -47,6 +47,11 @@ def git_commit() -> str:
 STARTED_AT_COMMIT = None  # set on first use: the commit of the code a run started with, not the one at its end
 
 
+def command_line() -> str:
+    """The command that started this run, as one would type it from the repository root."""
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+
+
 def start_commit() -> str:
     """The commit a run started from, with ``+uncommitted`` when tracked source files differed from it
     (the results then came from code that no commit holds exactly)."""
@@ -92,7 +97,7 @@ def write_results(name: str, config: dict, results: dict, started: float, out: P
     path = out or RESULTS / f"{name}{'-quick' if config.get('quick') else ''}.json"
     doc = {
         "protocol": name,
-        "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
+        "command": command_line(),
         "commit": start_commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "seconds": time.time() - started, "peak_memory_mb": peak_memory_mb(), "machine": machine(),
         "config": config, "results": results,

@@ -22,7 +22,7 @@ import torch
 
 from owlearn.space._state import as_labels
 from owlearn.space.gaussian import GaussianClassifier
-from owlearn.space.outliers import DETECTORS, KNNDetector, OutlierDetector, ViMDetector
+from owlearn.space.outliers import DETECTORS, KNNDetector, OutlierDetector, ViMDetector, seeded_subset
 
 __all__ = ["LayerEnsembleDetector"]
 
@@ -30,12 +30,6 @@ _MAX_BLOCKS = 8  # Gaussians are stored under fixed names block0_ ... block7_ (t
 _STANDARDISE_ON = 10_000  # training samples whose scores standardise the Gaussian and ViM terms
 _KNN_STANDARDISE_ON = 2_000  # held-out training samples whose kNN scores standardise the kNN term
 
-
-def _seeded_subset(n: int, most: int) -> torch.Tensor:
-    """Indices of at most ``most`` of ``n`` samples: all of them, or a seeded random subset in order."""
-    if n <= most:
-        return torch.arange(n)
-    return torch.from_numpy(np.random.default_rng(0).choice(n, size=most, replace=False)).sort().values
 
 
 class LayerEnsembleDetector(OutlierDetector):
@@ -138,7 +132,7 @@ class LayerEnsembleDetector(OutlierDetector):
         parts = self._split(X)
         # the mean and spread of a score over 10,000 samples are as good as over all of them, at a fraction
         # of the cost of scoring a large training set again
-        some = _seeded_subset(X.shape[0], _STANDARDISE_ON)
+        some = seeded_subset(X.shape[0], _STANDARDISE_ON)
         means, stds = [], []
         for i, block in enumerate(blocks):
             gaussian = GaussianClassifier(shrinkage=self.shrinkage).fit(parts[block], y)

@@ -230,12 +230,18 @@ def _normalize(X: torch.Tensor) -> torch.Tensor:
     return F.normalize(X.double(), dim=1).to(X.dtype)
 
 
+def seeded_subset(n: int, most: int | None, random_state: int | None = 0) -> torch.Tensor:
+    """Indices of at most ``most`` of ``n`` samples: all of them, or a seeded random subset in order."""
+    if most is None or n <= most:
+        return torch.arange(n)
+    rng = np.random.default_rng(random_state)
+    return torch.from_numpy(np.sort(rng.choice(n, size=most, replace=False)))
+
+
 def _subsample(X: torch.Tensor, max_reference: int | None, random_state: int | None) -> torch.Tensor:
     if max_reference is None or X.shape[0] <= max_reference:
         return X
-    rng = np.random.default_rng(random_state)
-    keep = np.sort(rng.choice(X.shape[0], size=max_reference, replace=False))
-    return X[torch.from_numpy(keep)]
+    return X[seeded_subset(X.shape[0], max_reference, random_state)]
 
 
 # =====================================================================================================
