@@ -114,6 +114,27 @@ def test_unknown_images_are_refused_and_evaluated(trained):
     assert (out / "roc_curves.png").exists() and (out / "score_histograms.png").exists()
 
 
+def test_default_detector_reads_the_layers_and_grows_with_add_class(tmp_path):
+    from owlearn.model import OwlModel
+
+    data = _folder(tmp_path / "bars")
+    model = tmp_path / "bars.owl"
+    result = runner.invoke(app, ["train", "--data", str(data), "--out", str(model), "--epochs", "6",
+                                 "--batch-size", "12", "--no-progress", "--gaussian", "--calibration-share", "0.25",
+                                 "--accept-rate", "0.95"])
+    assert result.exit_code == 0, result.output
+    assert OwlModel.load(model).detector.reads == "layers"
+    ood = _unlike_bars(tmp_path / "ood")
+    result = runner.invoke(app, ["predict", str(model), str(ood), "--json"])
+    assert result.exit_code == 0, result.output
+    assert sum(json.loads(line)["class"] == "unknown" for line in result.output.splitlines()) >= 15
+    result = runner.invoke(app, ["add-class", str(model), str(ood / "other"), "--name", "other"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["predict", str(model), str(ood), "--json"])
+    answers = [json.loads(line)["class"] for line in result.output.splitlines()]
+    assert answers.count("other") >= 15  # the detector learned the new class with the classifier
+
+
 def test_bad_model_file_is_one_clear_line(tmp_path):
     bad = tmp_path / "bad.owl"
     bad.write_bytes(b"nonsense")

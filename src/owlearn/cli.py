@@ -79,8 +79,9 @@ def train(
     schedule: str = typer.Option("onecycle", help="onecycle, cosine or constant."),
     augment: str = typer.Option("auto", help="Augmentation preset: auto, none, digits, fashion, cifar, iic."),
     detector: str = typer.Option(
-        "knn", help="Outlier detector that lets the model answer 'unknown': knn, lof, mahalanobis, vim, msp, "
-                    "energy, layers (Mahalanobis on several layers + ViM: the best in benchmark B2), or none."),
+        "layers", help="Outlier detector that lets the model answer 'unknown': layers (Mahalanobis on the last "
+                       "two blocks + ViM + nearest-neighbour distance: the best in benchmark B2), knn, lof, "
+                       "mahalanobis, vim, msp, energy, or none."),
     accept_rate: float = typer.Option(
         0.99, min=0.5, max=1.0, help="Share of known-class images the detector must accept (calibrated on "
                                      "held-out training images)."),

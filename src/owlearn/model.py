@@ -277,6 +277,9 @@ class OwlModel:
                 det.classifier_.add_class(emb, name=name)
             elif getattr(det, "reads", None) == "layers":  # a Gaussian per layer: each learns the class
                 det.add_class(det_feats, name=name)
+                # its ViM term reads the head, which knows nothing of the class: like a kNN detector's
+                # (below), the class gets its own threshold, set on its examples' left-out scores
+                self._own_threshold(name, det.left_out_scores(det_feats))
             elif hasattr(det, "reference_"):  # kNN / LOF: the new images join the reference set
                 offset = det.offset_
                 det.fit(np.concatenate([det.reference_, emb.numpy()]))
@@ -285,11 +288,18 @@ class OwlModel:
                     # a class the network was never trained on is less compact in feature space than the
                     # trained ones, so the global threshold would refuse much of it: give it its own,
                     # set the same way (accept_rate of its examples, each scored without itself)
-                    accept = self.info.get("rejection", {}).get("accept_rate", 0.99)
-                    own = _knn_leave_one_out_threshold(det, emb, accept)
-                    self.info.setdefault("class_thresholds", {})[name] = min(offset, own)
+                    self._own_threshold(name, _knn_left_out_scores(det, emb))
         self.info.setdefault("added_classes", []).append({"name": name, "images": len(emb)})
         return label
+
+    def _own_threshold(self, name: str, left_out_scores: np.ndarray) -> None:
+        """Give an added class the threshold that accepts the model's acceptance rate of its examples
+        (each scored without itself), or the global one where that is lower (never stricter)."""
+        from owlearn.space import acceptance_threshold
+
+        accept = self.info.get("rejection", {}).get("accept_rate", 0.99)
+        own = float(acceptance_threshold(left_out_scores, accept))
+        self.info.setdefault("class_thresholds", {})[name] = min(self.detector.offset_, own)
 
     def remove_class(self, name: str) -> None:
         """Forget a class of the Gaussian classifier (exactly, from its sufficient statistics).
@@ -373,16 +383,13 @@ class OwlModel:
         return model
 
 
-def _knn_leave_one_out_threshold(det, emb: torch.Tensor, accept_rate: float) -> float:
-    """Threshold accepting ``accept_rate`` of a new class's examples under a fitted kNN detector whose
-    reference set already holds them: each example's k-th neighbour is taken among the others."""
-    from owlearn.space import acceptance_threshold
-
+def _knn_left_out_scores(det, emb: torch.Tensor) -> np.ndarray:
+    """kNN scores of a new class's examples under a fitted kNN detector whose reference set already
+    holds them: each example's k-th neighbour is taken among the others."""
     ref = torch.from_numpy(det.reference_).double()  # unit-normalised reference features
     query = torch.nn.functional.normalize(emb.double(), dim=1)
     k = min(det.n_neighbors_, len(ref) - 1)
-    kth = torch.cdist(query, ref).topk(k + 1, largest=False).values[:, k]  # skip the example itself
-    return float(acceptance_threshold(-kth.numpy(), accept_rate))
+    return (-torch.cdist(query, ref).topk(k + 1, largest=False).values[:, k]).numpy()  # skip the example itself
 
 
 def _class_path(obj: Any) -> str:

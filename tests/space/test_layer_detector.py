@@ -72,6 +72,23 @@ def test_add_class_teaches_every_layer(features):
     assert len(det.knn_.reference_) == n_ref + int((f.y == 2).sum())  # the kNN term knows the class too
 
 
+def test_left_out_scores_are_the_scores_of_each_example_without_itself(features):
+    f, blocks = features, _layered(features)
+    old, new = blocks(f.X[f.y < 2]), blocks(f.X[f.y == 2])
+
+    def grown(examples):
+        det = LayerEnsembleDetector([8, 8, 16], vim=False).fit(old, labels=f.y[f.y < 2])
+        det.add_class(examples, name="new")
+        return det
+
+    det = grown(new)
+    left_out = det.left_out_scores(new)
+    assert (left_out < det.score_samples(new)).all()  # in-sample, every example flatters itself
+    for i in range(5):  # the class learned from the others: only the shared covariance differs a little
+        without_i = grown(np.delete(new, i, axis=0))
+        np.testing.assert_allclose(left_out[i], without_i.score_samples(new[i:i + 1])[0], rtol=0.01)
+
+
 def test_errors_name_the_problem(features):
     f = features
     with pytest.raises(ValueError, match="layer_dims"):

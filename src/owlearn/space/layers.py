@@ -22,7 +22,7 @@ import torch
 
 from owlearn.space._state import as_labels
 from owlearn.space.gaussian import GaussianClassifier
-from owlearn.space.outliers import DETECTORS, KNNDetector, OutlierDetector, ViMDetector, seeded_subset
+from owlearn.space.outliers import DETECTORS, KNNDetector, OutlierDetector, ViMDetector, _normalize, seeded_subset
 
 __all__ = ["LayerEnsembleDetector"]
 
@@ -193,6 +193,37 @@ class LayerEnsembleDetector(OutlierDetector):
             getattr(self, f"block{i}_").add_class(parts[block], name=name)
         if getattr(self, "knn_block_", None) is not None:  # the new images join the reference set
             self.knn_.fit(np.concatenate([self.knn_.reference_, parts[self.knn_block_].numpy()]))
+
+    def left_out_scores(self, features: Any) -> np.ndarray:
+        """Scores of the examples of the class just added (:meth:`add_class`), each as if it had been left
+        out: a threshold set on in-sample scores would accept far more than intended.
+
+        In the Gaussian terms the example's distance to its own class mean is that to the mean of the
+        others (``x - mean_without_x = n/(n-1) (x - mean)``, so the squared distance grows by
+        ``(n/(n-1))^2``; the shared covariance is kept); in the kNN term its nearest reference other
+        than itself counts.
+        """
+        parts = self._split(self._features(features))
+        n = parts[0].shape[0]
+        if n < 2:
+            raise ValueError("left_out_scores needs at least 2 examples of the class")
+        total = np.zeros(n)
+        for i, block in enumerate(self.blocks_):
+            d2 = getattr(self, f"block{i}_").mahalanobis(parts[block])
+            d2[:, -1] *= (n / (n - 1)) ** 2  # the class added last is the examples' own
+            total += (-d2.min(axis=1) - self.score_mean_[i]) / self.score_std_[i]
+        term = len(self.blocks_)
+        if hasattr(self, "vim_"):
+            total += (self.vim_.score_samples(parts[-1]) - self.score_mean_[term]) / self.score_std_[term]
+            term += 1
+        if getattr(self, "knn_block_", None) is not None:
+            knn = self.knn_
+            k = knn.n_neighbors_
+            query = _normalize(knn._features(parts[self.knn_block_]))
+            dist, _ = knn._neighbors().query(query, min(k + 1, knn.reference_.shape[0]))
+            s = (-dist[:, -1]).numpy()  # the k-th neighbour after the example itself
+            total += (s - self.score_mean_[term]) / self.score_std_[term]
+        return total
 
     def _split(self, X: torch.Tensor) -> list[torch.Tensor]:
         return list(torch.split(X, list(self.layer_dims_), dim=1))
