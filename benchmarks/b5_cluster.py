@@ -71,6 +71,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None, help="default: 60 for MNIST-10k, 12 for Fashion-MNIST")
     p.add_argument("--size", type=int, default=16, help="side images are resized to (0 keeps 28)")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--restart-epochs", type=int, default=5,
+                   help="last epochs after restarting the main sub-heads from k-means (0: never)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--sub-heads", type=int, default=5)
@@ -92,7 +94,8 @@ def main() -> None:
             for seed in args.seeds:
                 config = IICConfig(clusters=len(data.class_names), overclusters=args.overclusters,
                                    sub_heads=args.sub_heads, alpha=alpha, size=args.size or None,
-                                   repeats=args.repeats, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
+                                   repeats=args.repeats, restart_epochs=args.restart_epochs, epochs=epochs,
+                                   batch_size=args.batch_size, lr=args.lr,
                                    seed=seed, device=args.device)
                 print(f"{name} α={alpha:g} seed {seed}", flush=True)
                 runs.append({"seed": seed, **run(data, config, args.eval_every)})
@@ -107,7 +110,7 @@ def main() -> None:
     config = {k: (str(v) if not isinstance(v, int | float | str | list | bool | type(None)) else v)
               for k, v in vars(args).items()}
     config["recipe"] = IICConfig(size=args.size or None, repeats=args.repeats, batch_size=args.batch_size,
-                                 lr=args.lr).to_json()
+                                 lr=args.lr, restart_epochs=args.restart_epochs).to_json()
     write_results("b5_cluster" + (f"-{args.tag}" if args.tag else ""), config, results, started, args.out)
 
 

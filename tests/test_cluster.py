@@ -51,6 +51,33 @@ def test_the_chosen_head_is_the_one_with_the_lowest_loss_never_the_labels(patter
     assert torch.equal(again.model.head.weight, result.model.head.weight)
 
 
+def test_restart_sets_every_main_sub_head_to_its_own_kmeans_centroids(patterns):
+    from types import SimpleNamespace
+
+    from sklearn.cluster import KMeans
+
+    from owlearn.cluster.train import _RestartHeadsFromKMeans, build_cluster_net
+    from owlearn.nets.network import to_float
+
+    data = patterns(n_per_class=20)
+    model = build_cluster_net(data, small_config())
+    optimizer = torch.optim.Adam(model.parameters())
+    model.main.heads[0].weight.sum().backward()
+    optimizer.step()
+    trainer = SimpleNamespace(model=model, optimizer=optimizer)
+    _RestartHeadsFromKMeans(data.images, at=4, seed=7).on_epoch_start(trainer, 3)  # not its epoch: nothing
+    assert model.main.heads[0].weight in optimizer.state
+    _RestartHeadsFromKMeans(data.images, at=4, seed=7).on_epoch_start(trainer, 4)
+    assert model.training  # back in training mode after reading the features
+    with torch.no_grad():
+        unit = torch.nn.functional.normalize(model.eval().features(to_float(data.images)), dim=1)
+    for i, head in enumerate(model.main.heads):
+        centroids = KMeans(5, n_init=1, random_state=7 + i).fit(unit.numpy()).cluster_centers_
+        nearest = (unit @ torch.nn.functional.normalize(torch.from_numpy(centroids).float(), dim=1).T).argmax(1)
+        assert torch.equal(head(unit).argmax(1), nearest)  # cosine-nearest centroid, as spherical k-means
+        assert head.weight not in optimizer.state and head.bias not in optimizer.state
+
+
 def test_every_sub_head_assigns_every_image(patterns):
     data = patterns(n_per_class=10)
     result = fit_iic(data, small_config(epochs=1), progress=False)
@@ -79,7 +106,7 @@ def test_config_round_trips_through_json():
     assert IICConfig.from_json(cfg.to_json()) == cfg
 
 
-@pytest.mark.parametrize("bad", [{"repeats": 0}, {"size": 4}])
+@pytest.mark.parametrize("bad", [{"repeats": 0}, {"size": 4}, {"restart_epochs": -1}])
 def test_bad_config_is_refused(bad):
     with pytest.raises(ValueError):
         small_config(**bad)

@@ -21,6 +21,9 @@ def cluster(
     size: int = typer.Option(16, min=0, help="Side images are resized to before training (0 keeps it)."),
     repeats: int = typer.Option(2, min=1, help="Augmented pairs of every image per batch."),
     epochs: int = typer.Option(30, min=1, help="Passes over the images."),
+    restart_epochs: int = typer.Option(
+        5, min=0, help="The last N epochs restart every main sub-head from k-means on the trunk's features "
+                       "(escapes partitions that merge two classes; 0 never restarts)."),
     batch_size: int = typer.Option(256, min=2, help="Images per step (before repeats)."),
     lr: float = typer.Option(1e-3, min=0.0, help="Adam learning rate."),
     limit: int | None = typer.Option(None, min=1, help="Cluster only the first N images."),
@@ -45,7 +48,8 @@ def cluster(
     if limit:
         dataset = dataset.subset(torch.arange(min(limit, len(dataset))))
     config = IICConfig(clusters=clusters, overclusters=overclusters, sub_heads=sub_heads, alpha=alpha,
-                       size=size or None, repeats=repeats, epochs=epochs, batch_size=min(batch_size, len(dataset)),
+                       size=size or None, repeats=repeats, epochs=epochs, restart_epochs=restart_epochs,
+                       batch_size=min(batch_size, len(dataset)),
                        lr=lr, seed=seed, device=device)
     console.print(f"Clustering {len(dataset):,} images of {dataset.name} into {clusters} groups "
                   f"(IIC, α={alpha:g}, {sub_heads} sub-heads, {epochs} epochs)")

@@ -55,6 +55,13 @@ class IICConfig:
         Side length images are resized to before training (``None`` keeps them).
     repeats
         Independent augmented pairs of every image in a batch.
+    restart_epochs
+        The last ``restart_epochs`` epochs start every main sub-head afresh from the centroids of k-means
+        (its own seed) on the trunk's L2-normalised features, then train on with the IIC loss; ``0``
+        never restarts. IIC's heads get stuck in partitions that merge two classes and split a third
+        (on MNIST: 0 with 6, 1 with 7) while the trunk's features already separate them; the objective
+        prefers the right partition but cannot reach it by small steps. The loss still picks the sub-head.
+        Only when ``epochs`` is larger.
     """
 
     clusters: int = 10
@@ -65,6 +72,7 @@ class IICConfig:
     backbone_args: dict = field(default_factory=dict)
     size: int | None = 16
     repeats: int = 2
+    restart_epochs: int = 5
     epochs: int = 30
     batch_size: int = 256
     lr: float = 1e-3
@@ -80,6 +88,8 @@ class IICConfig:
             raise ValueError(f"repeats must be at least 1, got {self.repeats}")
         if self.size is not None and self.size < 8:
             raise ValueError(f"size must be at least 8 pixels, got {self.size}")
+        if self.restart_epochs < 0:
+            raise ValueError(f"restart_epochs must be 0 or more, got {self.restart_epochs}")
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -164,6 +174,45 @@ class _ChooseBestHead(Hook):
             self.on_epoch(trainer, epoch, logs)
 
 
+class _RestartHeadsFromKMeans(Hook):
+    """At the start of epoch ``at``, sets each main sub-head ``i`` to nearest-centroid logits of k-means
+    (seed ``seed + i``) on the trunk's L2-normalised features of ``images`` (at most 20,000 of them),
+    and clears the optimiser's state of the heads' parameters."""
+
+    SAMPLE = 20_000
+    SHARPNESS = 10.0  # logits = SHARPNESS * cosine to each centroid (for a feature of median norm)
+
+    def __init__(self, images: torch.Tensor, at: int, seed: int):
+        self.images, self.at, self.seed = images, at, seed
+
+    def on_epoch_start(self, trainer, epoch):
+        if epoch != self.at:
+            return
+        from sklearn.cluster import KMeans
+
+        model = getattr(trainer.model, "module", trainer.model)
+        some = self.images
+        if len(some) > self.SAMPLE:
+            g = torch.Generator().manual_seed(self.seed)
+            some = some[torch.randperm(len(some), generator=g)[:self.SAMPLE].sort().values]
+        device = next(model.parameters()).device
+        model.eval()
+        with torch.no_grad():
+            feats = torch.cat([model.features(to_float(chunk.to(device)).contiguous(memory_format=torch.channels_last))
+                               .float().cpu() for chunk in some.split(1024)])
+        model.train()
+        scale = self.SHARPNESS / float(feats.norm(dim=1).median().clamp_min(1e-12))
+        unit = F.normalize(feats, dim=1).numpy()
+        for i, head in enumerate(model.main.heads):
+            km = KMeans(model.clusters, n_init=1, random_state=self.seed + i).fit(unit)
+            centroids = F.normalize(torch.from_numpy(km.cluster_centers_).float(), dim=1)
+            with torch.no_grad():
+                head.weight.copy_(scale * centroids.to(head.weight))
+                head.bias.zero_()
+            for p in head.parameters():
+                trainer.optimizer.state.pop(p, None)  # Adam's moments belonged to the old head
+
+
 @dataclass
 class ClusterResult:
     """A trained clustering network and how it got there."""
@@ -213,7 +262,10 @@ def fit_iic(data: ImageDataset, config: IICConfig | None = None, *, progress: bo
     chooser = _ChooseBestHead(objective, on_epoch)
     train_cfg = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, optimizer="adam", lr=config.lr,
                             weight_decay=0.0, schedule="constant", seed=config.seed, device=config.device)
-    trainer = Trainer(model, train_cfg, objectives=[objective], hooks=[chooser], progress=progress,
+    hooks: list[Hook] = [chooser]
+    if 0 < config.restart_epochs < config.epochs:
+        hooks.insert(0, _RestartHeadsFromKMeans(unlabeled.images, config.epochs - config.restart_epochs, config.seed))
+    trainer = Trainer(model, train_cfg, objectives=[objective], hooks=hooks, progress=progress,
                       checkpoint_dir=checkpoint_dir)
     start = time.perf_counter()
     history = trainer.fit(unlabeled)
