@@ -413,7 +413,6 @@ STALE = {
     "## B7 — training throughput": "this run predates commit 55c5681, which added the time-budget check to the "
                                    "training loop's step (a branch not taken without a budget) and " +
                                    _INFERENCE_CHANGE + " (evaluation only).",
-    "## B5 — unsupervised clustering": "the evaluation of these runs predates " + _INFERENCE_CHANGE + ".",
     "## B6 — semi-supervised": "the evaluation of these runs predates " + _INFERENCE_CHANGE + ".",
     "## B1 on a GPU": "these runs predate " + _INFERENCE_CHANGE + ", and the B1 script's later defaults "
                       "(time budget).",

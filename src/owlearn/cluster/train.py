@@ -61,7 +61,7 @@ class IICConfig:
         never restarts. IIC's heads get stuck in partitions that merge two classes and split a third
         (on MNIST: 0 with 6, 1 with 7) while the trunk's features already separate them; the objective
         prefers the right partition but cannot reach it by small steps. The loss still picks the sub-head.
-        Only when ``epochs`` is larger.
+        Applies only when ``epochs`` is larger than ``restart_epochs``.
     """
 
     clusters: int = 10
