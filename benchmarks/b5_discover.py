@@ -32,6 +32,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--accept-rate", type=float, default=0.95)
     p.add_argument("--methods", nargs="+", default=["kmeans", "iic"])
+    p.add_argument("--detector", default="layers", help="the model's detector (layers: owlearn train's default)")
     args = p.parse_args()
     started = time.time()
     train_all, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
@@ -49,7 +50,7 @@ def main() -> None:
         train_model(model, train, config=TrainConfig(epochs=args.epochs, batch_size=128, lr=0.1, seed=seed,
                                                      device=args.device), augment=preset("fashion"), progress=False)
         train_s = time.perf_counter() - t0
-        model.fit_detector(train, calib, "knn", accept_rate=args.accept_rate)
+        model.fit_detector(train, calib, args.detector, accept_rate=args.accept_rate)
         model.fit_gaussian(train)
         for method in args.methods:
             m = copy.deepcopy(model)
@@ -86,7 +87,7 @@ def main() -> None:
                     "unknown_share_of_refused", "group_seconds"):
             entry[key] = mean_std([r[key] for r in entry["runs"]])
     config = {"known_classes": KNOWN, "epochs": args.epochs, "accept_rate": args.accept_rate, "groups": 2,
-              "detector": "knn", "backbone": "convnet", "quick": args.quick}
+              "detector": args.detector, "backbone": "convnet", "quick": args.quick}
     write_results("b5_discover", config, results, started, args.out)
 
 

@@ -408,11 +408,6 @@ _INFERENCE_CHANGE = ("commit ab28b68 moved every read-only forward pass to a cop
                      "convolutions (channels-last, batch 256) and pools stage standard deviations from moments; "
                      "outputs change by float rounding")
 STALE = {
-    "## B7 — web service under load": "this run predates " + _INFERENCE_CHANGE + "; the service's latency and "
-                                      "throughput depend on that path.",
-    "## B7 — training throughput": "this run predates commit 55c5681, which added the time-budget check to the "
-                                   "training loop's step (a branch not taken without a budget) and " +
-                                   _INFERENCE_CHANGE + " (evaluation only).",
     "## B6 — semi-supervised": "the evaluation of these runs predates " + _INFERENCE_CHANGE + ".",
     "## B1 on a GPU": "these runs predate " + _INFERENCE_CHANGE + ", and the B1 script's later defaults "
                       "(time budget).",

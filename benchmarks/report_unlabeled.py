@@ -135,7 +135,9 @@ def section_b5() -> list[str]:
         lines += ["", "The GPU runs predate the restart and " + _INFERENCE_CHANGE + "; they shared one H100 with up "
                   "to 18 other runs (one process each), so their seconds are upper bounds of what one run alone "
                   "takes."]
-    lines += ["", f"![B5 accuracy against training time]({b5_curve(docs)})", ""]
+    notes = [n for d in docs for n in d.get("notes", [])]
+    lines += [""] + [f"Note: {n}" for n in notes] + ([""] if notes else [])
+    lines += [f"![B5 accuracy against training time]({b5_curve(docs)})", ""]
     lines += [f"Produced by {_provenance(d)}." for d in docs] + [""]
     return lines + section_discover()
 
@@ -145,7 +147,8 @@ def section_discover() -> list[str]:
     if not doc:
         return []
     lines = ["### Discovering new classes (Fashion-MNIST, model trained on classes 0-7)", "",
-             f"The model (ConvNet, {doc['config']['epochs']} epochs, kNN detector at "
+             f"The model (ConvNet, {doc['config']['epochs']} epochs, "
+             f"{doc['config'].get('detector', 'knn')} detector at "
              f"{doc['config']['accept_rate']:.0%} acceptance, Gaussian classifier) looks through the 10,000 test "
              "images; the refused ones are split into 2 groups; each group whose majority is a new class is named "
              "after it (standing in for a person reading the contact sheets) and added without retraining.", "",
