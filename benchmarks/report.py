@@ -104,8 +104,9 @@ def section_b7(doc: dict) -> list[str]:
         lines.append(f"- {label}: **{r[key]:.2f}×**")
     lines += ["", "The bare loop keeps PyTorch's default memory format; owlearn's loop trains in channels_last, "
               "which is why it runs faster than that 'ceiling' on this CPU.",
-              "", f"![B7 training throughput]({plots.b7_throughput(doc)})",
-              "", f"Produced by {_provenance(doc)}.", ""]
+              "", f"![B7 training throughput]({plots.b7_throughput(doc)})", ""]
+    lines += [f"Note: {n}" for n in doc.get("notes", [])] + ([""] if doc.get("notes") else [])
+    lines += [f"Produced by {_provenance(doc)}.", ""]
     return lines
 
 
@@ -284,6 +285,7 @@ def section_b7_serve(doc: dict) -> list[str]:
                   f"`{doc['command']}` with nothing else running for the published figure.", ""]
     if r.get("note"):
         lines += [f"Note: {r['note']}", ""]
+    lines += [f"Note: {n}" for n in doc.get("notes", [])] + ([""] if doc.get("notes") else [])
     lines += [f"Produced by {_provenance(doc)}.", ""]
     return lines
 

@@ -75,7 +75,8 @@ def _before_restart(run: dict, doc: dict) -> float | None:
 
 
 def section_b5() -> list[str]:
-    docs = [d for d in (_load("b5_cluster"), _load("b5_cluster-alpha10"), _load("b5_cluster-gpu")) if d]
+    docs = [d for d in (_load("b5_cluster"), _load("b5_cluster-alpha10"), _load("b5_cluster-fashion"),
+                        _load("b5_cluster-gpu")) if d]
     recipes = _load("b5_cluster-gpu-alpha10-recipes")
     if not docs:
         return ["## B5 — unsupervised clustering (IIC)", "", "Not run yet: `python benchmarks/b5_cluster.py`.", ""]
@@ -158,7 +159,8 @@ def section_discover() -> list[str]:
         lines.append(f"| {method} | {_pm(entry['purity'], 3)} | {_pm(entry['unknown_share_of_refused'], 3)} | "
                      f"{_pm(entry['accuracy_new_classes_after_naming'], 3)} | "
                      f"{_pm(entry['accuracy_10_classes_after_naming'], 4)} | {_pm(entry['group_seconds'], 1)} |")
-    return lines + ["", f"Produced by {_provenance(doc)}.", ""]
+    notes = [f"Note: {n}" for n in doc.get("notes", [])]
+    return lines + [""] + notes + ([""] if notes else []) + [f"Produced by {_provenance(doc)}.", ""]
 
 
 def section_b6() -> list[str]:
