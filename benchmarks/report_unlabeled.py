@@ -93,8 +93,9 @@ def section_b5() -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for doc in docs:
         restart = _restart(doc)
-        recipe = f"{doc['config']['epochs']} epochs, restart {restart}" if restart else "no restart (earlier recipe)"
         for entry in doc["results"].values():
+            epochs = entry["runs"][0]["epochs_run"]
+            recipe = f"{epochs} epochs, restart {restart}" if restart else "no restart (earlier recipe)"
             per_seed = ", ".join(f"{r['accuracy']:.3f}" for r in entry["runs"])
             before = [b for b in (_before_restart(r, doc) for r in entry["runs"]) if b is not None]
             before_s = (f"{np.mean(before):.4f}" + (f" ± {np.std(before, ddof=1):.4f}" if len(before) > 1 else "")
@@ -129,8 +130,9 @@ def section_b5() -> list[str]:
                                f"{'met' if entry['accuracy']['mean'] >= 0.95 else 'missed'}){cpu_min}")
             if entry["dataset"] == "fashion-mnist" and entry["alpha"] == 1:
                 mean = entry["accuracy"]["mean"]
+                seeds = "mean" if entry["accuracy"]["n"] > 1 else "seed 0 only, so not yet a mean over seeds:"
                 targets.append(f"Fashion-MNIST ({_where(doc)}, {'restart' if _restart(doc) else 'no restart'}): "
-                               f"mean {mean:.4f} (target ≥ 0.60 — {'met' if mean >= 0.60 else 'missed'})")
+                               f"{seeds} {mean:.4f} (target ≥ 0.60 — {'met' if mean >= 0.60 else 'missed'})")
     lines += ["", "Targets: " + "; ".join(targets) + ". The write-up reached 97.5% on MNIST; the IIC paper 99.2%."]
     if any(d["machine"]["gpu"] for d in docs):
         lines += ["", "The GPU runs predate the restart and " + _INFERENCE_CHANGE + "; they shared one H100 with up "
