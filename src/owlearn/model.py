@@ -288,7 +288,7 @@ class OwlModel:
                     # a class the network was never trained on is less compact in feature space than the
                     # trained ones, so the global threshold would refuse much of it: give it its own,
                     # set the same way (accept_rate of its examples, each scored without itself)
-                    self._own_threshold(name, _knn_left_out_scores(det, emb))
+                    self._own_threshold(name, det.left_out_scores(emb))
         self.info.setdefault("added_classes", []).append({"name": name, "images": len(emb)})
         return label
 
@@ -381,15 +381,6 @@ class OwlModel:
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise ModelFileError(f"{path}: model file is damaged or inconsistent ({exc})") from exc
         return model
-
-
-def _knn_left_out_scores(det, emb: torch.Tensor) -> np.ndarray:
-    """kNN scores of a new class's examples under a fitted kNN detector whose reference set already
-    holds them: each example's k-th neighbour is taken among the others."""
-    ref = torch.from_numpy(det.reference_).double()  # unit-normalised reference features
-    query = torch.nn.functional.normalize(emb.double(), dim=1)
-    k = min(det.n_neighbors_, len(ref) - 1)
-    return (-torch.cdist(query, ref).topk(k + 1, largest=False).values[:, k]).numpy()  # skip the example itself
 
 
 def _class_path(obj: Any) -> str:

@@ -22,7 +22,7 @@ import torch
 
 from owlearn.space._state import as_labels
 from owlearn.space.gaussian import GaussianClassifier
-from owlearn.space.outliers import DETECTORS, KNNDetector, OutlierDetector, ViMDetector, _normalize, seeded_subset
+from owlearn.space.outliers import DETECTORS, KNNDetector, OutlierDetector, ViMDetector, seeded_subset
 
 __all__ = ["LayerEnsembleDetector"]
 
@@ -217,11 +217,7 @@ class LayerEnsembleDetector(OutlierDetector):
             total += (self.vim_.score_samples(parts[-1]) - self.score_mean_[term]) / self.score_std_[term]
             term += 1
         if getattr(self, "knn_block_", None) is not None:
-            knn = self.knn_
-            k = knn.n_neighbors_
-            query = _normalize(knn._features(parts[self.knn_block_]))
-            dist, _ = knn._neighbors().query(query, min(k + 1, knn.reference_.shape[0]))
-            s = (-dist[:, -1]).numpy()  # the k-th neighbour after the example itself
+            s = self.knn_.left_out_scores(parts[self.knn_block_])
             total += (s - self.score_mean_[term]) / self.score_std_[term]
         return total
 

@@ -495,6 +495,13 @@ class KNNDetector(_NeighborDetector):
         dist, _ = self._neighbors().query(Q, self.n_neighbors_)
         return (-dist[:, -1]).numpy()
 
+    def left_out_scores(self, features: Any) -> np.ndarray:
+        """Scores of samples that are in the reference set, each with its k-th neighbour taken among the
+        others (in-sample, every reference would be its own nearest neighbour)."""
+        Q = _normalize(self._features(features))
+        dist, _ = self._neighbors().query(Q, min(self.n_neighbors_ + 1, self.reference_.shape[0]))
+        return (-dist[:, -1]).numpy()
+
     def _training_scores(self, features: Any, labels: Any, logits: Any) -> np.ndarray:
         # leave-one-out: in-sample, every training feature would be its own nearest neighbour
         n_ref = self.reference_.shape[0]
