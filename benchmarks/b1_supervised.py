@@ -32,6 +32,8 @@ def main() -> None:
                    help="seconds of training per run, schedule fitted to it (0: train all epochs, no budget)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--label-smoothing", type=float, default=0.1,
+                   help="label smoothing of the cross-entropy (0: the recipe of the first published run)")
     p.add_argument("--heads", nargs="+", default=list(HEADS), choices=list(HEADS))
     p.add_argument("--budget-s", type=float, default=600.0, help="training time allowed per run")
     p.add_argument("--save-models", type=Path, default=None,
@@ -44,6 +46,7 @@ def main() -> None:
         args.epochs, args.seeds, args.time_budget = 1, args.seeds[:1], 0.0
     config = {"quick": args.quick, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
               "optimizer": "sgd (nesterov 0.9)", "weight_decay": 5e-4, "schedule": "onecycle",
+              "label_smoothing": args.label_smoothing,
               "augment": preset("fashion").to_json(), "backbone": "convnet", "train_images": len(train),
               "test_images": len(test), "budget_s": args.budget_s,
               "time_budget_s": args.time_budget or None}
@@ -54,7 +57,8 @@ def main() -> None:
         for seed in args.seeds:
             model = build_model(train, "convnet", head, head_args=head_args, seed=seed)
             cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed,
-                              device=args.device, time_budget_s=args.time_budget or None)
+                              device=args.device, time_budget_s=args.time_budget or None,
+                              label_smoothing=args.label_smoothing)
             t0 = time.perf_counter()
             history = train_model(model, train, config=cfg, augment=preset("fashion"), progress=False)
             train_s = time.perf_counter() - t0

@@ -77,6 +77,8 @@ def train(
     optimizer: str = typer.Option("sgd", help="sgd (Nesterov momentum), adam or adamw."),
     weight_decay: float = typer.Option(5e-4, min=0.0, help="Weight decay of conv/linear weights."),
     schedule: str = typer.Option("onecycle", help="onecycle, cosine or constant."),
+    label_smoothing: float = typer.Option(
+        0.0, min=0.0, max=0.5, help="Share of each target spread over the other classes (0: plain cross-entropy)."),
     augment: str = typer.Option("auto", help="Augmentation preset: auto, none, digits, fashion, cifar, iic."),
     detector: str = typer.Option(
         "layers", help="Outlier detector that lets the model answer 'unknown': layers (Mahalanobis on the last "
@@ -145,7 +147,8 @@ def train(
     model = build_model(train_set, backbone, head, head_args=head_args, seed=seed)
     aug = preset(_auto_augment(data) if augment == "auto" else augment)
     config = TrainConfig(epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr,
-                         optimizer=optimizer, weight_decay=weight_decay, schedule=schedule, seed=seed, device=device)  # type: ignore[arg-type]
+                         optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,  # type: ignore[arg-type]
+                         label_smoothing=label_smoothing, seed=seed, device=device)
     objectives = None
     fit_set = train_set
     if labels_per_class is not None:
@@ -161,7 +164,7 @@ def train(
         from owlearn.train.loop import CrossEntropy
         from owlearn.train.vat import VAT
 
-        objectives = [CrossEntropy(), VAT(weight=vat, eps=vat_eps, entropy_weight=entropy_min)]
+        objectives = [CrossEntropy(label_smoothing), VAT(weight=vat, eps=vat_eps, entropy_weight=entropy_min)]
     console.print(f"Training {backbone} + {head} on {train_set.name} ({len(train_set):,} images, "
                   f"{train_set.num_classes} classes) for {epochs} epochs")
     train_model(model, fit_set, config=config, augment=aug, objectives=objectives, checkpoint_dir=checkpoint_dir,
