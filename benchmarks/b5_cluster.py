@@ -6,11 +6,16 @@ NMI, ARI of the sub-head chosen by its loss, the mean over sub-heads and the bes
 
 Full run:  python benchmarks/b5_cluster.py
 Smoke run: python benchmarks/b5_cluster.py --quick
+More seeds for an earlier file (same recipe; runs of other seeds kept):
+           python benchmarks/b5_cluster.py --datasets fashion-mnist --alphas 1 --seeds 1 2 \
+               --merge-into benchmarks/results/b5_cluster-fashion.json
 """
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,7 +24,7 @@ from owlearn.cluster.train import IICConfig, all_head_assignments, fit_iic
 from owlearn.data.sources import load_dataset
 from owlearn.metrics import ari, hungarian_accuracy, nmi
 
-from common import SHARED_DATA, base_parser, mean_std, write_results
+from common import SHARED_DATA, base_parser, mean_std, start_commit, write_results
 
 
 def load(name: str):
@@ -64,6 +69,45 @@ def run(data, config: IICConfig, eval_every: int) -> dict:
     return {**final, "train_seconds": clock["train"], "epochs_run": len(result.history), "curve": curve}
 
 
+def summarise(dataset: str, alpha: float, images: int, runs: list[dict]) -> dict:
+    return {
+        "dataset": dataset, "alpha": alpha, "images": images, "runs": runs,
+        "accuracy": mean_std([r["accuracy"] for r in runs]),
+        "best_sub_head_accuracy": mean_std([r["best_sub_head_accuracy"] for r in runs]),
+        "nmi": mean_std([r["nmi"] for r in runs]), "ari": mean_std([r["ari"] for r in runs]),
+        "train_seconds": mean_std([r["train_seconds"] for r in runs]),
+    }
+
+
+# settings that change what a run measures; seeds, output and evaluation cadence do not
+_RECIPE_KEYS = ("size", "repeats", "restart_epochs", "batch_size", "lr", "sub_heads", "overclusters", "epochs",
+                "quick")
+
+
+def merge(earlier_path: Path, config: dict, results: dict) -> tuple[dict, dict]:
+    """Results with the earlier file's runs of other seeds added, and where those runs came from.
+
+    Refuses to mix recipes: a mean over seeds is only a mean if every seed ran the same recipe.
+    """
+    earlier = json.loads(earlier_path.read_text())
+    differ = {k: (earlier["config"].get(k), config.get(k)) for k in _RECIPE_KEYS
+              if earlier["config"].get(k) != config.get(k)}
+    if differ:
+        raise SystemExit(f"--merge-into {earlier_path}: its recipe differs from this run's "
+                         f"(setting: (earlier, now)) {differ}; run with the same settings or write a new file")
+    merged = {key: dict(entry) for key, entry in earlier["results"].items()}
+    for key, entry in results.items():
+        new_seeds = {r["seed"] for r in entry["runs"]}
+        kept = [{"commit": earlier["commit"], **r} for r in merged.get(key, {}).get("runs", [])
+                if r["seed"] not in new_seeds]
+        runs = sorted(kept + entry["runs"], key=lambda r: r["seed"])
+        merged[key] = summarise(entry["dataset"], entry["alpha"], entry["images"], runs)
+    sources = earlier.get("merged_from", []) + [
+        {k: earlier[k] for k in ("command", "commit", "date")}
+        | {"seeds": sorted({r["seed"] for e in earlier["results"].values() for r in e["runs"]})}]
+    return merged, {"merged_from": sources}
+
+
 def main() -> None:
     p = base_parser(__doc__)
     p.add_argument("--datasets", nargs="+", default=["mnist-10k", "fashion-mnist"])
@@ -79,6 +123,8 @@ def main() -> None:
     p.add_argument("--overclusters", type=int, default=None, help="default 5k; 0 disables the head")
     p.add_argument("--eval-every", type=int, default=5)
     p.add_argument("--tag", default="", help="suffix of the results file name")
+    p.add_argument("--merge-into", type=Path, default=None,
+                   help="add these seeds' runs to this earlier results file (same recipe) and rewrite it")
     args = p.parse_args()
     started = time.time()
     if args.quick:
@@ -98,20 +144,18 @@ def main() -> None:
                                    batch_size=args.batch_size, lr=args.lr,
                                    seed=seed, device=args.device)
                 print(f"{name} α={alpha:g} seed {seed}", flush=True)
-                runs.append({"seed": seed, **run(data, config, args.eval_every)})
-            key = f"{name} α={alpha:g}"
-            results[key] = {
-                "dataset": name, "alpha": alpha, "images": len(data), "runs": runs,
-                "accuracy": mean_std([r["accuracy"] for r in runs]),
-                "best_sub_head_accuracy": mean_std([r["best_sub_head_accuracy"] for r in runs]),
-                "nmi": mean_std([r["nmi"] for r in runs]), "ari": mean_std([r["ari"] for r in runs]),
-                "train_seconds": mean_std([r["train_seconds"] for r in runs]),
-            }
+                runs.append({"seed": seed, "commit": start_commit(), **run(data, config, args.eval_every)})
+            results[f"{name} α={alpha:g}"] = summarise(name, alpha, len(data), runs)
     config = {k: (str(v) if not isinstance(v, int | float | str | list | bool | type(None)) else v)
               for k, v in vars(args).items()}
     config["recipe"] = IICConfig(size=args.size or None, repeats=args.repeats, batch_size=args.batch_size,
                                  lr=args.lr, restart_epochs=args.restart_epochs).to_json()
-    write_results("b5_cluster" + (f"-{args.tag}" if args.tag else ""), config, results, started, args.out)
+    extra = None
+    if args.merge_into:
+        results, extra = merge(args.merge_into, config, results)
+        config["seeds"] = sorted({r["seed"] for entry in results.values() for r in entry["runs"]})
+    write_results("b5_cluster" + (f"-{args.tag}" if args.tag else ""), config, results, started,
+                  args.merge_into or args.out, extra)
 
 
 if __name__ == "__main__":

@@ -90,8 +90,10 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def write_results(name: str, config: dict, results: dict, started: float, out: Path | None = None) -> Path:
-    """Write ``results/<name>.json`` atomically with the config, machine, command and timing."""
+def write_results(name: str, config: dict, results: dict, started: float, out: Path | None = None,
+                  extra: dict | None = None) -> Path:
+    """Write ``results/<name>.json`` atomically with the config, machine, command and timing (and ``extra``
+    top-level entries, e.g. where merged runs came from)."""
     from owlearn._atomic import atomic_open
 
     path = out or RESULTS / f"{name}{'-quick' if config.get('quick') else ''}.json"
@@ -100,7 +102,7 @@ def write_results(name: str, config: dict, results: dict, started: float, out: P
         "command": command_line(),
         "commit": start_commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "seconds": time.time() - started, "peak_memory_mb": peak_memory_mb(), "machine": machine(),
-        "config": config, "results": results,
+        "config": config, "results": results, **(extra or {}),
     }
     with atomic_open(path, "w") as fh:
         json.dump(doc, fh, indent=2)

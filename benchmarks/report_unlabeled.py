@@ -29,7 +29,10 @@ def _where(doc: dict) -> str:
 
 
 def _provenance(doc: dict) -> str:
-    return f"`{doc['command']}` — commit {doc['commit']}, {doc['date']}, {_where(doc)}, torch {doc['machine']['torch']}"
+    line = f"`{doc['command']}` — commit {doc['commit']}, {doc['date']}, {_where(doc)}, torch {doc['machine']['torch']}"
+    earlier = [f"seed{'s' if len(m['seeds']) > 1 else ''} {', '.join(map(str, m['seeds']))} from `{m['command']}` — "
+               f"commit {m['commit']}, {m['date']}" for m in doc.get("merged_from", [])]
+    return line + "".join(f"; with {e}" for e in earlier)
 
 
 def _load(name: str) -> dict | None:
