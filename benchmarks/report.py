@@ -40,7 +40,8 @@ def section_b1(doc: dict) -> list[str]:
               if budget else f"{cfg['epochs']} epochs")
     lines = ["## B1 — supervised feature learning (Fashion-MNIST, ConvNet)", "",
              f"{length}, batch {cfg['batch_size']}, {cfg['optimizer']}, peak lr {cfg['lr']}, "
-             f"one-cycle schedule, weight decay {cfg['weight_decay']}, random crop (pad 2) + horizontal flip; "
+             f"one-cycle schedule, weight decay {cfg['weight_decay']}, "
+             f"label smoothing {cfg.get('label_smoothing', 0.0):g}, random crop (pad 2) + horizontal flip; "
              f"{cfg['train_images']:,} training / {cfg['test_images']:,} test images; seeds "
              f"{', '.join(str(r['seed']) for r in next(iter(doc['results'].values()))['runs'])}.", "",
              "| head | test accuracy (mean ± std) | per seed | train s per run | images/s | "
@@ -62,8 +63,27 @@ def section_b1(doc: dict) -> list[str]:
                   f"({l2:.4f} vs {ce:.4f}). The L2-softmax write-up reports 99.31% vs 99.01% on MNIST."]
     lines += ["", f"![B1 accuracy per head]({plots.b1_accuracy(doc)})"]
     lines += ["", f"Produced by {_provenance(doc)}.", ""]
+    lines += _b1_earlier_recipe(doc)
     lines += _b1_reruns(doc)
     return lines
+
+
+def _b1_earlier_recipe(doc: dict) -> list[str]:
+    """The run of the recipe before label smoothing (``results/b1_supervised-ls0.json``), side by side."""
+    path = RESULTS / "b1_supervised-ls0.json"
+    if not path.exists():
+        return []
+    earlier = json.loads(path.read_text())
+    smoothing = (earlier["config"].get("label_smoothing", 0.0), doc["config"].get("label_smoothing", 0.0))
+    lines = [f"The same protocol with label smoothing {smoothing[0]:g} (the earlier recipe) and "
+             f"{smoothing[1]:g} (above):", "",
+             f"| head | smoothing {smoothing[0]:g} | smoothing {smoothing[1]:g} | difference |", "|---|---|---|---|"]
+    for head, now in doc["results"].items():
+        if head in earlier["results"]:
+            before = earlier["results"][head]["test_accuracy"]
+            lines.append(f"| {head} | {_pm(before)} | {_pm(now['test_accuracy'])} | "
+                         f"{now['test_accuracy']['mean'] - before['mean']:+.4f} |")
+    return lines + ["", f"Earlier run: {_provenance(earlier)}.", ""]
 
 
 def _b1_reruns(doc: dict) -> list[str]:
