@@ -84,8 +84,9 @@ _RECIPE_KEYS = ("size", "repeats", "restart_epochs", "batch_size", "lr", "sub_he
                 "quick")
 
 
-def merge(earlier_path: Path, config: dict, results: dict) -> tuple[dict, dict]:
-    """Results with the earlier file's runs of other seeds added, and where those runs came from.
+def merge(earlier_path: Path, config: dict, results: dict) -> tuple[str, dict, dict]:
+    """The earlier file's protocol name, the results with its runs of other seeds added, and where those
+    runs came from.
 
     Refuses to mix recipes: a mean over seeds is only a mean if every seed ran the same recipe.
     """
@@ -105,7 +106,7 @@ def merge(earlier_path: Path, config: dict, results: dict) -> tuple[dict, dict]:
     sources = earlier.get("merged_from", []) + [
         {k: earlier[k] for k in ("command", "commit", "date")}
         | {"seeds": sorted({r["seed"] for e in earlier["results"].values() for r in e["runs"]})}]
-    return merged, {"merged_from": sources}
+    return earlier["protocol"], merged, {"merged_from": sources}
 
 
 def main() -> None:
@@ -150,12 +151,12 @@ def main() -> None:
               for k, v in vars(args).items()}
     config["recipe"] = IICConfig(size=args.size or None, repeats=args.repeats, batch_size=args.batch_size,
                                  lr=args.lr, restart_epochs=args.restart_epochs).to_json()
-    extra = None
+    name, extra = "b5_cluster" + (f"-{args.tag}" if args.tag else ""), None
     if args.merge_into:
-        results, extra = merge(args.merge_into, config, results)
+        # the merged file keeps its own name, whatever --tag this run had
+        name, results, extra = merge(args.merge_into, config, results)
         config["seeds"] = sorted({r["seed"] for entry in results.values() for r in entry["runs"]})
-    write_results("b5_cluster" + (f"-{args.tag}" if args.tag else ""), config, results, started,
-                  args.merge_into or args.out, extra)
+    write_results(name, config, results, started, args.merge_into or args.out, extra)
 
 
 if __name__ == "__main__":
