@@ -70,6 +70,32 @@ def test_fisher_from_per_sample_gradients_equals_a_slow_reference_loop():
         torch.testing.assert_close(fast[n], slow[n] / len(labels), rtol=1e-9, atol=1e-12)
 
 
+def test_fisher_batch_from_the_gradient_budget_gives_the_same_fisher(monkeypatch):
+    import owlearn.continual.regularization as regularization
+
+    net = _tiny_net().double()
+    images, labels = torch.rand(9, 1, 12, 12, dtype=torch.float64), torch.arange(9) % 4
+    whole = diagonal_fisher(net, images, labels, batch_size=9)
+    n_params = sum(p.numel() for p in net.parameters())
+    # a budget of 2.5 images' gradients: batches of 2, the last one of 1
+    monkeypatch.setattr(regularization, "_FISHER_GRADIENT_BYTES", int(2.5 * 4 * n_params))
+    seen, real_vmap = [], regularization.vmap
+
+    def recording_vmap(*args, **kwargs):
+        batched = real_vmap(*args, **kwargs)
+
+        def call(params, x, y):
+            seen.append(len(y))
+            return batched(params, x, y)
+        return call
+
+    monkeypatch.setattr(regularization, "vmap", recording_vmap)
+    budgeted = diagonal_fisher(net, images, labels)
+    assert seen == [2, 2, 2, 2, 1]
+    for n in whole:
+        torch.testing.assert_close(budgeted[n], whole[n], rtol=1e-9, atol=1e-12)
+
+
 def test_fisher_is_not_the_square_of_the_batch_gradient():
     net = _tiny_net().double()
     images, labels = torch.rand(8, 1, 12, 12, dtype=torch.float64), torch.arange(8) % 4

@@ -161,3 +161,17 @@ def test_errors_name_the_problem():
         GaussianClassifier().fit(X, np.zeros(len(X), dtype=int)).remove_class(0)
     with pytest.raises(ValueError, match="NaN"):
         clf.predict(np.full((1, X.shape[1]), np.nan))
+
+
+def test_mahalanobis_in_row_blocks_equals_one_pass(monkeypatch):
+    import owlearn.space.gaussian as gaussian
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 1000)
+    X = (rng.normal(size=(1000, 12)) + y[:, None]).astype(np.float32)
+    clf = GaussianClassifier().fit(X, y)
+    one_pass = clf.mahalanobis(X)
+    monkeypatch.setattr(gaussian, "_ROWS_PER_BLOCK", 64)  # 16 blocks, the last one short
+    blocked = clf.mahalanobis(X)
+    np.testing.assert_allclose(blocked, one_pass, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(clf.mahalanobis(X.astype(np.float64)), one_pass, rtol=1e-12, atol=1e-12)
