@@ -24,7 +24,8 @@ from pathlib import Path
 from common import ROOT, base_parser, write_results
 
 HELD_OUT = 6000
-GRID = {"distill_weight": [1.0, 0.5, 0.25, 0.1], "metric": ["cosine", "mahalanobis"]}
+GRID = {"distill_weight": [1.0, 0.5, 0.25, 0.1], "metric": ["cosine", "mahalanobis"], "layer": ["features"]}
+POWER = {"features": 1.0, "pre-fc": 0.5}  # pre-fc ReLU maps get Tukey's square root, as in the Gaussian strategy
 
 
 def worker(params: dict, seed: int, quick: bool, out: str) -> None:
@@ -63,6 +64,8 @@ def main() -> None:
     p = base_parser(__doc__)
     p.add_argument("--distill-weights", type=float, nargs="+", default=GRID["distill_weight"])
     p.add_argument("--metrics", nargs="+", default=GRID["metric"], choices=GRID["metric"])
+    p.add_argument("--layers", nargs="+", default=GRID["layer"], choices=list(POWER),
+                   help="feature space of herding and the nearest-mean rule (pre-fc: with the square root)")
     p.add_argument("--parallel", type=int, default=2, help="candidates run at once (one thread each)")
     p.add_argument("--worker", help="(internal)")
     p.add_argument("--worker-out", help="(internal)")
@@ -72,7 +75,9 @@ def main() -> None:
         return
     started = time.time()
     seed = args.seeds[0]
-    candidates = [{"distill_weight": w, "metric": m} for w, m in itertools.product(args.distill_weights, args.metrics)]
+    candidates = [{"distill_weight": w, "metric": m} | ({} if layer == "features" else
+                                                       {"layer": layer, "power": POWER[layer]})
+                  for layer, w, m in itertools.product(args.layers, args.distill_weights, args.metrics)]
     with ThreadPoolExecutor(args.parallel) as pool:
         runs = list(pool.map(lambda c: run_candidate(c, seed, args.quick), candidates))
     for r in runs:
@@ -81,7 +86,8 @@ def main() -> None:
     print(f"chosen: {best['params']}")
     config = {"quick": args.quick, "seed": seed, "held_out_images": HELD_OUT, "held_out_seed": 123,
               "memory_size": 2000, "epochs": 1 if args.quick else 5, "grid": {"distill_weight": args.distill_weights,
-                                                                            "metric": args.metrics}}
+                                                                            "metric": args.metrics,
+                                                                            "layer": args.layers}}
     write_results("b4_icarl_select", config, {"runs": runs, "chosen": best["params"]}, started, args.out)
 
 

@@ -334,7 +334,25 @@ def _b4_icarl_selection() -> list[str]:
     for w in weights:
         lines.append(f"| {w} | " + " | ".join(f"{acc[(w, m)]:.4f}" if (w, m) in acc else "—" for m in metrics_) + " |")
     lines += [""] + [f"Note: {n}" for n in sel.get("notes", [])] + ["", f"Produced by {_provenance(sel)}."]
-    return lines
+    return lines + _b4_icarl_layer_selection()
+
+
+def _b4_icarl_layer_selection() -> list[str]:
+    """The later choice of iCaRL's feature space, on the same held-out images."""
+    path = RESULTS / "b4_icarl_select-layer.json"
+    if not path.exists():
+        return []
+    sel = json.loads(path.read_text())
+    lines = ["", "Then the feature space of herding and of the nearest-mean rule, on the same held-out images and "
+             f"split: the backbone's output (SimpleNet: 50-d) or the input of its last linear layer (320-d conv maps, "
+             f"square-rooted as in the Gaussian strategy); chosen: {sel['results']['chosen']}:", "",
+             "| feature space | distillation weight | metric | held-out accuracy |", "|---|---|---|---|"]
+    for r in sel["results"]["runs"]:
+        params = r["params"]
+        space = (f"pre-fc (320-d, power {params['power']:g})" if params.get("layer") == "pre-fc"
+                 else "features (50-d)")
+        lines.append(f"| {space} | {params['distill_weight']} | {params['metric']} | {r['held_out_accuracy']:.4f} |")
+    return lines + ["", f"Produced by {_provenance(sel)}."]
 
 
 def section_b4(doc: dict) -> list[str]:

@@ -25,6 +25,7 @@ from owlearn.continual import (
 )
 from owlearn.continual.memory import random_order
 from owlearn.continual.regularization import EWCPenalty, stable_curvature
+from owlearn.continual.simple import layer_features
 from owlearn.data import ImageDataset
 from owlearn.nets import Network, NetworkSpec
 from owlearn.space import GaussianClassifier
@@ -328,3 +329,19 @@ def test_icarl_mahalanobis_nearest_mean_uses_the_exemplars_shared_covariance():
     torch.testing.assert_close(strategy.predict(ctx, data.images), expected)
     with pytest.raises(ValueError, match="metric"):
         make_strategy("icarl", metric="euclid")
+
+
+def test_icarl_on_the_pre_fc_layer_classifies_in_that_space():
+    data = ImageDataset(_quadrants().images.repeat(1, 1, 2, 2), _quadrants().labels, list("abcd"))  # 32×32
+    sc = class_incremental(data, data, 2)
+    torch.manual_seed(0)
+    net = Network(NetworkSpec("simplenet", "linear", 4, (1, 32, 32)))
+    strategy = make_strategy("icarl", memory_size=40, layer="pre-fc", power=0.5)
+    run_continual(sc, strategy, net, config=b4_config(epochs=1))
+    assert strategy._gaussian.n_features_in_ == 20 * 5 * 5  # SimpleNet's pooled conv maps, not its 50-d output
+    ctx = SimpleNamespace(network=net, config=b4_config())
+    feats = layer_features(ctx, data.images, "pre-fc", 0.5)
+    expected = torch.tensor(strategy._mean_classes)[torch.from_numpy(strategy._gaussian.mahalanobis(feats).argmin(1))]
+    torch.testing.assert_close(strategy.predict(ctx, data.images), expected)
+    with pytest.raises(ValueError, match="layer"):
+        make_strategy("icarl", layer="logits")

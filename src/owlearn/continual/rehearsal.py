@@ -10,8 +10,9 @@ from owlearn.continual.base import Context, Strategy, frozen_copy
 from owlearn.continual.distillation import Distillation, TeacherLogits
 from owlearn.continual.memory import ClassBalancedMemory, herding, random_order
 from owlearn.continual.scenarios import Experience, concat
+from owlearn.continual.simple import layer_features
 from owlearn.data.dataset import UNLABELED, ImageDataset
-from owlearn.train.loop import CrossEntropy, Objective, Step, extract_features
+from owlearn.train.loop import CrossEntropy, Objective, Step
 
 
 class BalancedCrossEntropy:
@@ -95,6 +96,11 @@ class ICaRL(Strategy):
         ``"exemplars"`` (the paper): class means from the stored exemplars; ``"all"``: a class's mean
         from all its training images while it is being learnt, kept afterwards (from exemplars for
         old classes once the features change).
+    layer, power
+        The feature space of herding and of the nearest-mean rule: ``"features"`` (default, the paper):
+        the backbone's output; ``"pre-fc"``: the input of the backbone's last linear layer (SimpleNet's
+        320-d conv maps), with each entry raised to ``power`` (sign kept; 0.5 makes skewed ReLU features
+        more Gaussian), as in :class:`~owlearn.continual.simple.GaussianStrategy`.
     metric
         Of the nearest-mean-of-exemplars rule. ``"cosine"`` (the paper): L2-normalised features and
         means. ``"mahalanobis"`` (default): the same class means under the inverse of the covariance shared by
@@ -106,13 +112,17 @@ class ICaRL(Strategy):
     name = "icarl"
 
     def __init__(self, memory_size: int = 2000, loss: str = "ce", temperature: float = 2.0,
-                 distill_weight: float = 0.5, means_from: str = "exemplars", metric: str = "mahalanobis"):
+                 distill_weight: float = 0.5, means_from: str = "exemplars", metric: str = "mahalanobis",
+                 layer: str = "features", power: float = 1.0):
         if loss not in ("bce", "ce"):
             raise ValueError(f"loss must be 'bce' or 'ce', got {loss!r}")
         if means_from not in ("exemplars", "all"):
             raise ValueError(f"means_from must be 'exemplars' or 'all', got {means_from!r}")
         if metric not in ("cosine", "mahalanobis"):
             raise ValueError(f"metric must be 'cosine' or 'mahalanobis', got {metric!r}")
+        if layer not in ("features", "pre-fc"):
+            raise ValueError(f"layer must be 'features' or 'pre-fc', got {layer!r}")
+        self.layer, self.power = layer, power
         self.memory_size, self.loss, self.temperature = memory_size, loss, temperature
         self.distill_weight, self.means_from, self.metric = distill_weight, means_from, metric
         self._gaussian = None  # metric="mahalanobis": Gaussians with the exemplars' shared covariance
@@ -137,19 +147,20 @@ class ICaRL(Strategy):
             objectives.append(Distillation(teacher, ctx.old_classes, self.temperature, self.distill_weight))
         return objectives
 
-    def after_training(self, ctx: Context, exp: Experience, train: ImageDataset) -> None:
-        batch = ctx.config.eval_batch_size
+    def _features(self, ctx: Context, images: torch.Tensor) -> torch.Tensor:
+        return layer_features(ctx, images, self.layer, self.power)
 
+    def after_training(self, ctx: Context, exp: Experience, train: ImageDataset) -> None:
         def by_herding(images: torch.Tensor, m: int) -> torch.Tensor:
-            return herding(extract_features(ctx.network, images, batch), m)
+            return herding(self._features(ctx, images), m)
 
         self.memory.add_classes(exp.train, exp.classes, by_herding)
         means, exemplar_feats = {}, {}
         for c, images in self.memory.images.items():
-            exemplar_feats[c] = extract_features(ctx.network, images, batch)
+            exemplar_feats[c] = self._features(ctx, images)
             feats = exemplar_feats[c]
             if self.means_from == "all" and c in exp.classes:
-                feats = extract_features(ctx.network, exp.train.images[exp.train.labels == c], batch)
+                feats = self._features(ctx, exp.train.images[exp.train.labels == c])
             means[c] = F.normalize(F.normalize(feats, dim=1).mean(0), dim=0)
         self._mean_classes = list(means)
         self._means = torch.stack([means[c] for c in self._mean_classes])
@@ -166,7 +177,7 @@ class ICaRL(Strategy):
         """Nearest mean of exemplars: the class whose normalised mean is closest to the normalised feature."""
         if self._means is None:
             return super().predict(ctx, images)
-        feats = extract_features(ctx.network, images, ctx.config.eval_batch_size)
+        feats = self._features(ctx, images)
         if self._gaussian is not None:
             # the memory holds the same number of exemplars per class: equal priors, nearest mean wins
             nearest = torch.from_numpy(self._gaussian.mahalanobis(feats).argmin(1))

@@ -100,19 +100,26 @@ class GaussianStrategy(Strategy):
 
     def features(self, ctx: Context, images: torch.Tensor) -> torch.Tensor:
         """The features the classifier works on (see ``layer`` and ``power``), on the CPU."""
-        pre_fc = self.layer == "pre-fc" and hasattr(ctx.network, "backbone") and \
-            any(isinstance(m, nn.Linear) for m in ctx.network.backbone.modules())
-        if not pre_fc:
-            feats = extract_features(ctx.network, images, ctx.config.eval_batch_size)
-        else:
-            feats = batched_forward(ctx.network, images, ctx.config.eval_batch_size, fn=input_of_last_linear)
-        if self.power != 1:
-            feats = feats.sign() * feats.abs().pow(self.power)
-        return feats
+        return layer_features(ctx, images, self.layer, self.power)
 
     @property
     def classifier(self) -> GaussianClassifier | None:
         return self._classifier
+
+
+def layer_features(ctx: Context, images: torch.Tensor, layer: str, power: float) -> torch.Tensor:
+    """Features of ``images`` on the CPU for a feature-space classifier: the backbone's output
+    (``layer="features"``) or the input of its last linear layer (``"pre-fc"``; backbones without one
+    give their output), each entry raised to ``power`` with its sign kept."""
+    pre_fc = layer == "pre-fc" and hasattr(ctx.network, "backbone") and \
+        any(isinstance(m, nn.Linear) for m in ctx.network.backbone.modules())
+    if not pre_fc:
+        feats = extract_features(ctx.network, images, ctx.config.eval_batch_size)
+    else:
+        feats = batched_forward(ctx.network, images, ctx.config.eval_batch_size, fn=input_of_last_linear)
+    if power != 1:
+        feats = feats.sign() * feats.abs().pow(power)
+    return feats
 
 
 def input_of_last_linear(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
