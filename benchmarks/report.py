@@ -352,7 +352,7 @@ def _b4_icarl_layer_selection() -> list[str]:
         space = (f"pre-fc (320-d, power {params['power']:g})" if params.get("layer") == "pre-fc"
                  else "features (50-d)")
         lines.append(f"| {space} | {params['distill_weight']} | {params['metric']} | {r['held_out_accuracy']:.4f} |")
-    return lines + ["", f"Produced by {_provenance(sel)}."]
+    return lines + [""] + [f"Note: {n}" for n in sel.get("notes", [])] + ["", f"Produced by {_provenance(sel)}."]
 
 
 def section_b4(doc: dict) -> list[str]:

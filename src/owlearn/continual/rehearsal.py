@@ -100,7 +100,10 @@ class ICaRL(Strategy):
         The feature space of herding and of the nearest-mean rule: ``"features"`` (default, the paper):
         the backbone's output; ``"pre-fc"``: the input of the backbone's last linear layer (SimpleNet's
         320-d conv maps), with each entry raised to ``power`` (sign kept; 0.5 makes skewed ReLU features
-        more Gaussian), as in :class:`~owlearn.continual.simple.GaussianStrategy`.
+        more Gaussian), as in :class:`~owlearn.continual.simple.GaussianStrategy`. On B4's held-out
+        images the 50-d output did better (0.832 / 0.834 at distillation weight 0.5 / 0.25 against
+        0.826 / 0.825 for pre-fc): unlike the Gaussian strategy's frozen network, iCaRL keeps training
+        the layers the 50-d output reads.
     metric
         Of the nearest-mean-of-exemplars rule. ``"cosine"`` (the paper): L2-normalised features and
         means. ``"mahalanobis"`` (default): the same class means under the inverse of the covariance shared by
