@@ -428,7 +428,7 @@ def demo(
     seed: int = typer.Option(0, help="Seed of the whole run."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
-    """The open-world story in miniature, on scikit-learn's digits (offline, about a minute)."""
+    """The open-world story in miniature, on scikit-learn's digits (offline, under a minute)."""
     from owlearn.demo import run_demo
 
     run_demo(out_dir, epochs=epochs, seed=seed, progress=progress, console=console)
