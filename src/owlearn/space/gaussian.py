@@ -261,7 +261,7 @@ class GaussianClassifier(StateMixin, ClassifierMixin, BaseEstimator):
         """Squared Mahalanobis distance of each sample to each class mean, shape ``(N, K)``."""
         check_fitted(self, "classes_")
         # float32 input stays float32 here and each block is promoted on its own: the float64 temporaries
-        # are then a block's, not N rows' (10,000 test images of 320-d features: ~100 MB less at peak)
+        # are then a block's, not N rows' (four N x D copies: ~100 MB for 10,000 rows of 320-d features)
         Xt = as_features(X, n_features=self.n_features_in_, keep_float32=True)
         d2 = torch.empty(len(Xt), len(self.classes_), dtype=torch.float64)
         for start in range(0, len(Xt), _ROWS_PER_BLOCK):

@@ -436,9 +436,8 @@ def batched_forward(model: nn.Module, data: ImageDataset | torch.Tensor, batch_s
                 x = x.contiguous(memory_format=fmt)  # a layout mismatch would cost a conversion per layer
             y = fn(fast, x)
             if i == 0:
-                # one output tensor filled in place, not a list of small ones concatenated at the end: that
-                # needed twice the output's memory, and the small tensors, interleaved with each batch's
-                # large temporaries, fragmented the heap (B4's iCaRL: ~80 MB of resident memory)
+                # one output tensor filled in place, not a list of per-batch outputs concatenated at the end,
+                # which held the output twice at that moment
                 with torch.inference_mode(False):  # a normal tensor, usable later in autograd
                     result = torch.empty((len(images), *y.shape[1:]), dtype=torch.float32)
             result[i:i + len(y)] = y  # casts to float32 and copies to the CPU
