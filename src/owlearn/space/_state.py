@@ -13,7 +13,8 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
-from sklearn.exceptions import NotFittedError
+
+from owlearn.space._estimator import NotFittedError
 
 __all__ = ["NotFittedError", "StateMixin", "as_features", "as_labels", "check_fitted"]
 

@@ -14,9 +14,8 @@ from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import torch
-from scipy.linalg.blas import dsyrk
-from sklearn.base import BaseEstimator, ClassifierMixin
 
+from owlearn.space._estimator import ClassifierEstimator
 from owlearn.space._state import StateMixin, as_features, as_labels, check_fitted
 
 __all__ = ["GaussianClassifier", "oas_shrinkage"]
@@ -59,6 +58,8 @@ def oas_shrinkage(covariance: torch.Tensor, n_samples: int) -> float:
 
 def _class_stats(X: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
     """Count, sum and scatter ``sum (x - mean)(x - mean)^T`` of one class's float64 features."""
+    from scipy.linalg.blas import dsyrk  # here, not at import: SciPy's linear algebra is 16 MB resident
+
     mean = X.mean(0)
     centred = (X - mean).numpy()  # two-pass: no cancellation from sum(x x^T) - n mean mean^T
     # the scatter is the bulk of adding a class; a symmetric rank-k update (BLAS syrk) does half the
@@ -68,7 +69,7 @@ def _class_stats(X: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
     return X.shape[0], X.sum(0), torch.from_numpy(scatter)
 
 
-class GaussianClassifier(StateMixin, ClassifierMixin, BaseEstimator):
+class GaussianClassifier(StateMixin, ClassifierEstimator):
     """Class-conditional Gaussians with one shared covariance (LDA) that can grow by classes.
 
     Each class ``k`` has mean ``mu_k`` and prior ``n_k / N``; all share the covariance ``Sigma``.

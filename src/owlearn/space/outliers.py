@@ -20,8 +20,8 @@ from typing import Any, ClassVar, Literal, Self
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.base import BaseEstimator
 
+from owlearn.space._estimator import Estimator
 from owlearn.space._state import NotFittedError, StateMixin, as_features, as_labels, check_fitted
 from owlearn.space.gaussian import GaussianClassifier
 
@@ -247,7 +247,7 @@ def _subsample(X: torch.Tensor, max_reference: int | None, random_state: int | N
 # =====================================================================================================
 # The common interface
 # =====================================================================================================
-class OutlierDetector(StateMixin, BaseEstimator):
+class OutlierDetector(StateMixin, Estimator):
     """Base class: scikit-learn's novelty-detection contract plus the model-file protocol.
 
     Subclasses implement ``_fit`` and ``_score``; this class adds thresholds (``contamination``,
