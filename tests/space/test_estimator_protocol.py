@@ -1,4 +1,4 @@
-"""The feature-space estimators work with scikit-learn's tools without inheriting from them."""
+"""Shared plumbing of the feature-space estimators: scikit-learn's protocol without inheriting it, input checks."""
 
 import subprocess
 import sys
@@ -68,3 +68,17 @@ def test_not_fitted_error_is_caught_as_value_and_attribute_error():
         with pytest.raises(error, match="not fitted yet"):
             GaussianClassifier().predict(X)
     assert not issubclass(NotFittedError, SklearnNotFittedError)  # owlearn's own: no scikit-learn import
+
+
+def test_feature_check_accepts_huge_finite_values_and_rejects_nan():
+    import torch
+
+    from owlearn.space._state import as_features
+
+    huge = torch.full((4, 3), 3e38, dtype=torch.float32)  # finite, but their float32 sum overflows
+    assert torch.equal(as_features(huge, keep_float32=True), huge)
+    for bad in (float("nan"), float("inf")):
+        x = torch.zeros(4, 3)
+        x[2, 1] = bad
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            as_features(x, name="X")

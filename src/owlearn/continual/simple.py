@@ -117,8 +117,8 @@ def layer_features(ctx: Context, images: torch.Tensor, layer: str, power: float)
         feats = extract_features(ctx.network, images, ctx.config.eval_batch_size)
     else:
         feats = batched_forward(ctx.network, images, ctx.config.eval_batch_size, fn=input_of_last_linear)
-    if power != 1:
-        feats = feats.sign() * feats.abs().pow(power)
+    if power != 1:  # |x|^power with x's sign, with one temporary the size of feats, not three
+        feats = feats.abs().pow_(power).copysign_(feats)
     return feats
 
 
