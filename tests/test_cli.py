@@ -180,3 +180,29 @@ def test_train_semi_supervised_with_vat(tmp_path):
     assert "5 labels per class" in result.output
     model = OwlModel.load(out)
     assert model.info["training"]["images"] > 50  # the unlabeled images took part in training
+
+
+def test_help_answers_without_importing_torch():
+    # PyTorch takes seconds to import; help text needs none of it (owlearn/_lazy.py)
+    code = ("import sys\n"
+            "from typer.testing import CliRunner\n"
+            "from owlearn.cli import app\n"
+            "for args in ([], ['train'], ['continual'], ['cluster'], ['data']):\n"
+            "    result = CliRunner().invoke(app, [*args, '--help'])\n"
+            "    assert result.exit_code == 0, (args, result.output)\n"
+            "print(sorted(m for m in ('torch', 'numpy', 'sklearn', 'matplotlib') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_lazy_package_exports_behave_like_imports():
+    import owlearn.continual
+    import owlearn.data
+    from owlearn.continual.rehearsal import ICaRL
+    from owlearn.data import ImageDataset
+    from owlearn.data.dataset import ImageDataset as direct
+
+    assert ImageDataset is direct and owlearn.continual.ICaRL is ICaRL
+    assert {"ICaRL", "make_strategy", "run_continual"} <= set(owlearn.continual.__all__) <= set(dir(owlearn.continual))
+    with pytest.raises(AttributeError, match="has no attribute 'nothing_here'"):
+        owlearn.data.nothing_here  # noqa: B018

@@ -557,9 +557,9 @@ _register_cluster()
 
 def main() -> None:
     """Entry point: user errors are printed as one clear line, not a traceback (OWLEARN_DEBUG=1 shows it)."""
-    from owlearn.bundle import ModelFileError
-
-    user_errors: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, ModelFileError, OSError)
+    # ValueError covers owlearn.bundle.ModelFileError, which is not imported here: it would import PyTorch
+    # before `owlearn --help` could answer
+    user_errors: tuple[type[BaseException], ...] = (ValueError, OSError)
     try:
         app()
     except user_errors as exc:

@@ -1,5 +1,10 @@
 """Finding groups in unlabeled images: Invariant Information Clustering (IIC)."""
 
-from owlearn.cluster.iic import iic_loss, joint_distribution
+from typing import TYPE_CHECKING
 
-__all__ = ["iic_loss", "joint_distribution"]
+from owlearn._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {"iic": ("iic_loss", "joint_distribution")})
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name is imported on first use
+    from owlearn.cluster.iic import iic_loss, joint_distribution

@@ -18,10 +18,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from owlearn.data.download import ChecksumError, DownloadError
-from owlearn.data.formats import DatasetFormatError
-from owlearn.data.sources import dataset_info, default_data_dir, download_dataset, list_datasets
-
 app = typer.Typer(
     name="data",
     help="List, download and inspect the datasets owlearn knows.",
@@ -41,8 +37,16 @@ DataDir = Annotated[
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Errors a user can act on: shown as one red line with exit code 1, never as a traceback.
-_USER_ERRORS = (DatasetFormatError, ChecksumError, DownloadError, FileNotFoundError, ValueError, TypeError)
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors a user can act on: shown as one red line with exit code 1, never as a traceback.
+
+    Imported when a command runs, not with this module: the dataset modules import PyTorch, which
+    ``owlearn --help`` does not need."""
+    from owlearn.data.download import ChecksumError, DownloadError
+    from owlearn.data.formats import DatasetFormatError
+
+    return (DatasetFormatError, ChecksumError, DownloadError, FileNotFoundError, ValueError, TypeError)
 
 
 def _friendly_errors(func: F) -> F:
@@ -50,7 +54,9 @@ def _friendly_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except _USER_ERRORS as err:
+        except Exception as err:
+            if not isinstance(err, _user_errors()):
+                raise
             message = " ".join(str(err).split())  # one line, whatever the message
             _err.print(
                 f"[bold red]error:[/bold red] [red]{escape(message)}[/red]", highlight=False, soft_wrap=True
@@ -82,6 +88,8 @@ def _where(info: dict[str, Any]) -> str:
 @_friendly_errors
 def list_command(data_dir: DataDir = None) -> None:
     """List the datasets: splits, image shape, classes, and whether (and where) they are on this machine."""
+    from owlearn.data.sources import dataset_info, default_data_dir, list_datasets
+
     table = Table(title=f"owlearn datasets (data folder: {data_dir or default_data_dir()})")
     for column in ("name", "splits", "shape", "classes"):
         table.add_column(column)
@@ -119,6 +127,8 @@ def download_command(
 
     Files already present and intact are kept. Offline? The error says which files to put where.
     """
+    from owlearn.data.sources import dataset_info, download_dataset
+
     for name in names:
         info = dataset_info(name, data_dir)
         if info["builtin"]:
@@ -136,6 +146,8 @@ def info_command(
     data_dir: DataDir = None,
 ) -> None:
     """Show a dataset's splits, shape, classes, files, checksums and where its files are."""
+    from owlearn.data.sources import dataset_info
+
     info = dataset_info(name, data_dir)
     _out.print(f"[bold]{escape(info['name'])}[/bold]: {escape(info['title'])}")
     if info["homepage"]:
