@@ -182,15 +182,16 @@ def test_train_semi_supervised_with_vat(tmp_path):
     assert model.info["training"]["images"] > 50  # the unlabeled images took part in training
 
 
-def test_help_answers_without_importing_torch():
-    # PyTorch takes seconds to import; help text needs none of it (owlearn/_lazy.py)
+def test_help_and_dataset_listing_answer_without_importing_torch():
+    # PyTorch takes seconds to import; help text and the dataset registry need none of it (owlearn/_lazy.py)
     code = ("import sys\n"
             "from typer.testing import CliRunner\n"
             "from owlearn.cli import app\n"
-            "for args in ([], ['train'], ['continual'], ['cluster'], ['data']):\n"
-            "    result = CliRunner().invoke(app, [*args, '--help'])\n"
+            "helps = [[], ['train'], ['continual'], ['cluster'], ['data']]\n"
+            "for args in [[*a, '--help'] for a in helps] + [['data', 'list'], ['data', 'info', 'mnist']]:\n"
+            "    result = CliRunner().invoke(app, args)\n"
             "    assert result.exit_code == 0, (args, result.output)\n"
-            "print(sorted(m for m in ('torch', 'numpy', 'sklearn', 'matplotlib') if m in sys.modules))\n")
+            "print(sorted(m for m in ('torch', 'sklearn', 'matplotlib') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -30,12 +30,11 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from owlearn.data.dataset import ImageDataset
-
-if TYPE_CHECKING:  # Pillow is imported lazily: most datasets never touch it
+if TYPE_CHECKING:  # Pillow and PyTorch are imported when needed: most datasets never touch Pillow
     from PIL.Image import Image as PILImage
+
+    from owlearn.data.dataset import ImageDataset
 
 __all__ = [
     "DatasetFormatError",
@@ -72,6 +71,19 @@ class DatasetFormatError(ValueError):
 # --------------------------------------------------------------------------------------------------
 # compressed files
 
+
+
+def dataset_from_arrays(images: np.ndarray, labels: np.ndarray, class_names: list[str], name: str,
+             meta: dict | None = None) -> ImageDataset:
+    """The arrays as an :class:`ImageDataset` (tensors sharing their memory).
+
+    PyTorch is imported here, not with the module: ``owlearn data list`` and ``owlearn data info`` need
+    only this module's errors, and should not wait seconds for it."""
+    import torch
+
+    from owlearn.data.dataset import ImageDataset
+
+    return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), class_names, name, meta or {})
 
 def read_compressed(path: str | os.PathLike) -> bytes:
     """The content of ``path``, decompressed when its name ends in ``.gz`` or ``.bz2``.
@@ -269,7 +281,7 @@ def load_idx(
             f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels"
         )
     _check_labels(labels, len(class_names), str(labels_path))
-    return ImageDataset(torch.from_numpy(images[:, None]), torch.from_numpy(labels), list(class_names), name)
+    return dataset_from_arrays(images[:, None], labels, list(class_names), name)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -412,7 +424,7 @@ def load_cifar10_archive(archive: str | os.PathLike, split: str = "train", name:
     parts = [parse_cifar_records(members[b], 1, 0, 10, f"{archive}:{b}") for b in batches]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
-    return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), class_names, name)
+    return dataset_from_arrays(images, labels, class_names, name)
 
 
 def load_cifar100_archive(
@@ -455,9 +467,7 @@ def load_cifar100_archive(
     images, labels = parse_cifar_records(
         members[batch], 2, 1 if label == "fine" else 0, num_classes, f"{archive}:{batch}"
     )
-    return ImageDataset(
-        torch.from_numpy(images), torch.from_numpy(labels), class_names, name, {"label": label}
-    )
+    return dataset_from_arrays(images, labels, class_names, name, {"label": label})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -583,9 +593,7 @@ def load_usps(path: str | os.PathLike, name: str = "") -> ImageDataset:
     (1, 16, 16)
     """
     images, labels = read_libsvm_images(path, (16, 16), value_range=(-1.0, 1.0), first_label=1)
-    return ImageDataset(
-        torch.from_numpy(images[:, None]), torch.from_numpy(labels), [str(d) for d in range(10)], name
-    )
+    return dataset_from_arrays(images[:, None], labels, [str(d) for d in range(10)], name)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -736,13 +744,8 @@ def load_image_folder(
         # Some formats (WebP, many JPEGs) store gray pictures as RGB: judge by content, not by mode.
         images = images[..., :1]
     labels = np.array([label for _, label in files], dtype=np.int64)
-    return ImageDataset(
-        torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
-        torch.from_numpy(labels),
-        classes,
-        name or root.name,
-        {"root": str(root), "paths": [str(p) for p, _ in files]},
-    )
+    return dataset_from_arrays(np.ascontiguousarray(images.transpose(0, 3, 1, 2)), labels, classes, name or root.name,
+                    {"root": str(root), "paths": [str(p) for p, _ in files]})
 
 
 # --------------------------------------------------------------------------------------------------

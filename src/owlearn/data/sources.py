@@ -26,16 +26,15 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from owlearn.data.dataset import ImageDataset
 from owlearn.data.download import ChecksumError, OfflineError, download, file_digest
 from owlearn.data.formats import (
     IMAGE_EXTENSIONS,
     DatasetFormatError,
+    dataset_from_arrays,
     load_cifar10_archive,
     load_cifar100_archive,
     load_idx,
@@ -43,6 +42,9 @@ from owlearn.data.formats import (
     load_usps,
     read_sklearn_digits,
 )
+
+if TYPE_CHECKING:  # PyTorch is imported when a dataset is built, not to list or describe datasets
+    from owlearn.data.dataset import ImageDataset
 
 __all__ = [
     "DATA_ENV",
@@ -103,7 +105,7 @@ class RemoteFile:
 
 
 Options = dict[str, Any]
-Loader = Callable[["DatasetSpec", str, list[Path], Options], ImageDataset]
+Loader = Callable[["DatasetSpec", str, list[Path], Options], "ImageDataset"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -209,9 +211,7 @@ def _digits_loader(spec: DatasetSpec, split: str, paths: list[Path], options: Op
     test = digits_split(labels, float(options["test_fraction"]), int(options["seed"]))
     keep = test if split == "test" else ~test
     assert spec.class_names is not None
-    return ImageDataset(
-        torch.from_numpy(images[keep][:, None].copy()), torch.from_numpy(labels[keep]), list(spec.class_names)
-    )
+    return dataset_from_arrays(images[keep][:, None].copy(), labels[keep], list(spec.class_names), "")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -708,6 +708,10 @@ def _load_folder(path: Path, split: str, options: dict[str, Any]) -> ImageDatase
 def _concat(parts: Sequence[ImageDataset], name: str) -> ImageDataset:
     if any(p.class_names != parts[0].class_names for p in parts):
         raise DatasetFormatError(f"{name}: the splits have different class names")
+    import torch
+
+    from owlearn.data.dataset import ImageDataset
+
     return ImageDataset(
         torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]),
         list(parts[0].class_names), name,
