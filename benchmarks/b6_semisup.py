@@ -27,7 +27,9 @@ from owlearn.train.vat import VAT
 
 from common import RESULTS, base_parser, mean_std, write_results
 
-GRID = [{"eps": eps, "entropy_weight": ent} for eps in (1.0, 2.5, 5.0) for ent in (0.0, 1.0)]
+# ε 8 and 12 extend the first grid (1-5), whose best setting (5.0) sat at its edge; the order of the first six
+# settings is kept, so --grid-index numbers of earlier runs still name the same settings
+GRID = [{"eps": eps, "entropy_weight": ent} for eps in (1.0, 2.5, 5.0, 8.0, 12.0) for ent in (0.0, 1.0)]
 
 
 def split(seed_for_labels: int, quick: bool):
