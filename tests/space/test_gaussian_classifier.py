@@ -175,3 +175,18 @@ def test_mahalanobis_in_row_blocks_equals_one_pass(monkeypatch):
     blocked = clf.mahalanobis(X)
     np.testing.assert_allclose(blocked, one_pass, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(clf.mahalanobis(X.astype(np.float64)), one_pass, rtol=1e-12, atol=1e-12)
+
+
+def test_scatter_paths_agree_and_add_class_equals_refit_on_the_syrk_path(monkeypatch):
+    # few features: a torch product; many (here forced from 1 on): SciPy's syrk, which computes one triangle
+    from owlearn.space import gaussian
+
+    X, y = _data(k=5, dim=9)
+    torch_path = GaussianClassifier().fit(X, y)
+    monkeypatch.setattr(gaussian, "_SYRK_MIN_FEATURES", 1)
+    syrk_path = GaussianClassifier().fit(X, y)
+    np.testing.assert_allclose(syrk_path.scatter_, torch_path.scatter_, rtol=1e-12, atol=1e-12)
+    old = y < 4
+    grown = GaussianClassifier().fit(X[old], y[old])
+    grown.add_class(X[~old])
+    _same_model(grown, syrk_path, X)

@@ -23,6 +23,13 @@ __all__ = ["GaussianClassifier", "oas_shrinkage"]
 _ROWS_PER_BLOCK = 4096
 """Rows :meth:`GaussianClassifier.mahalanobis` whitens at a time, bounding its float64 temporaries."""
 
+_SYRK_MIN_FEATURES = 128
+"""From this many features on, class scatters are a BLAS ``syrk`` through SciPy; below, a torch product.
+
+For 6,000 rows, syrk takes 0.031 s against 0.089 s at 320 features and 0.20 s against 0.30 s at 896; at 50
+features both take 4 ms, and the torch product spares importing SciPy's linear algebra (16 MB resident).
+"""
+
 _FLOOR = 1e-9
 """Ridge added to the shrunk covariance, relative to its mean variance ``trace(S) / D``.
 
@@ -58,13 +65,15 @@ def oas_shrinkage(covariance: torch.Tensor, n_samples: int) -> float:
 
 def _class_stats(X: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
     """Count, sum and scatter ``sum (x - mean)(x - mean)^T`` of one class's float64 features."""
+    mean = X.mean(0)
+    centred = X - mean  # two-pass: no cancellation from sum(x x^T) - n mean mean^T
+    if X.shape[1] < _SYRK_MIN_FEATURES:
+        return X.shape[0], X.sum(0), centred.T @ centred
     from scipy.linalg.blas import dsyrk  # here, not at import: SciPy's linear algebra is 16 MB resident
 
-    mean = X.mean(0)
-    centred = (X - mean).numpy()  # two-pass: no cancellation from sum(x x^T) - n mean mean^T
     # the scatter is the bulk of adding a class; a symmetric rank-k update (BLAS syrk) does half the
     # work of a general product, in float64 all the same
-    upper = dsyrk(1.0, centred.T, trans=0)  # centred.T is a Fortran-ordered view: no copy
+    upper = dsyrk(1.0, centred.numpy().T, trans=0)  # a Fortran-ordered view: no copy
     scatter = np.triu(upper) + np.triu(upper, 1).T
     return X.shape[0], X.sum(0), torch.from_numpy(scatter)
 
