@@ -62,6 +62,7 @@ def section_b1(doc: dict) -> list[str]:
                   f"({max(ce, l2):.4f}); L2-softmax ≥ CE in mean — {'yes' if l2 >= ce else 'no'} "
                   f"({l2:.4f} vs {ce:.4f}). The L2-softmax write-up reports 99.31% vs 99.01% on MNIST."]
     lines += ["", f"![B1 accuracy per head]({plots.b1_accuracy(doc)})"]
+    lines += [""] + [f"Note: {n}" for n in doc.get("notes", [])]
     lines += ["", f"Produced by {_provenance(doc)}.", ""]
     lines += _b1_earlier_recipe(doc)
     lines += _b1_reruns(doc)
