@@ -108,6 +108,9 @@ def train(
                           "combine with --vat)."),
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and augmentation."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 …"),
+    compile_steps: bool = typer.Option(
+        False, "--compile", help="Compile the network's training steps with torch.compile: pays off on GPUs, "
+                                 "not on small CPUs (docs/performance.md)."),
     checkpoint_dir: Path | None = typer.Option(None, help="Write a checkpoint here after every epoch."),
     resume: bool = typer.Option(False, help="Continue from the checkpoint in --checkpoint-dir."),
     data_dir: Path | None = DATA_DIR_OPTION,
@@ -148,7 +151,7 @@ def train(
     aug = preset(_auto_augment(data) if augment == "auto" else augment)
     config = TrainConfig(epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr,
                          optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,  # type: ignore[arg-type]
-                         label_smoothing=label_smoothing, seed=seed, device=device)
+                         label_smoothing=label_smoothing, seed=seed, device=device, compile=compile_steps)
     objectives = None
     fit_set = train_set
     if labels_per_class is not None:
