@@ -131,6 +131,24 @@ def section_b7(doc: dict) -> list[str]:
     return lines
 
 
+def section_b7_compile(doc: dict) -> list[str]:
+    cfg, r = doc["config"], doc["results"]
+    lines = ["## B7 — compiled training steps (`TrainConfig(compile=True)`, `owlearn train --compile`)", "",
+             f"owlearn's Trainer on the first {cfg['images']:,} Fashion-MNIST training images, {cfg['epochs']} "
+             f"epochs per run, eager and compiled ({cfg['backend']}) runs alternating {cfg['repeats']} times; "
+             f"images/s of the epochs after the first (which pays the compilation), median over runs; "
+             f"{cfg['threads']} torch threads.", "",
+             "| network (setting) | eager images/s | compiled images/s | compiled / eager | first epoch s, eager | "
+             "first epoch s, compiled |", "|---|---|---|---|---|---|"]
+    for net, res in r.items():
+        ips, first = res["images_per_s"], res["first_epoch_s"]
+        setting = f"batch {res['batch_size']}, {res['augment'] or 'no'} augmentation"
+        lines.append(f"| {net} ({setting}) | {ips['eager']:,.0f} | {ips['compiled']:,.0f} | "
+                     f"{res['compiled_vs_eager']:.2f}× | {first['eager']:.1f} | {first['compiled']:.1f} |")
+    lines += [""] + [f"Note: {n}" for n in doc.get("notes", [])] + ([""] if doc.get("notes") else [])
+    return lines + [f"Produced by {_provenance(doc)}.", ""]
+
+
 B2_ANCHORS = (
     "Anchors (issue #3, measured on this machine with the same data: pytorch-ood 0.4.0 and scikit-learn LOF on "
     "penultimate features, Fashion-MNIST in / MNIST-10k out): SimpleNet (87.8%, seeds 0-2) LOF AUROC 0.990, "
@@ -442,7 +460,7 @@ def section_b4(doc: dict) -> list[str]:
 
 SECTIONS = {"b1_supervised": section_b1, "b2_open_set": section_b2, "b3_add_classes": section_b3,
             "b4_continual": section_b4,
-            "b7_throughput": section_b7, "b7_serve_load": section_b7_serve}
+            "b7_throughput": section_b7, "b7_compile": section_b7_compile, "b7_serve_load": section_b7_serve}
 
 
 _INFERENCE_CHANGE = ("commit ab28b68 moved every read-only forward pass to a copy with batch norm folded into the "
