@@ -31,6 +31,7 @@ from owlearn.train.loop import TrainConfig
 from common import ROOT, base_parser, mean_std, write_results
 
 FIRST = [0, 1, 2, 3, 4]
+DEFAULT_WIDTHS = (32, 64, 128, 256)  # the ConvNet's own default
 
 
 def ten_class_accuracy(model, test) -> float:
@@ -44,10 +45,15 @@ def train_config(args, seed: int) -> TrainConfig:
     return TrainConfig(epochs=args.epochs, batch_size=128, lr=0.1, seed=seed, device=args.device)
 
 
+def new_model(data, args, seed: int):
+    head_args = {"alpha": 16.0} if args.head == "l2softmax" else {}
+    return build_model(data, "convnet", args.head, head_args=head_args, seed=seed,
+                       backbone_args={"widths": tuple(args.widths)})
+
+
 def joint_accuracy(train_all, test, args, seed: int) -> float:
     """The same ConvNet and recipe trained on all ten classes: what adding classes is measured against."""
-    head_args = {"alpha": 16.0} if args.head == "l2softmax" else {}
-    model = build_model(train_all, "convnet", args.head, head_args=head_args, seed=seed)
+    model = new_model(train_all, args, seed)
     train_model(model, train_all, config=train_config(args, seed), augment=preset("fashion"), progress=False)
     return ten_class_accuracy(model, test)
 
@@ -65,6 +71,8 @@ def main() -> None:
     p.add_argument("--models", type=Path, default=ROOT / "artifacts" / "b3",
                    help="the 5-class networks: loaded from here when there, else trained and saved here "
                         "(re-measuring the add-class timings then needs no retraining)")
+    p.add_argument("--widths", type=int, nargs=4, default=list(DEFAULT_WIDTHS),
+                   help="channels of the ConvNet's four blocks (the time to add a class grows with their square)")
     p.add_argument("--train-only", action="store_true",
                    help="train and save the 5-class networks to --models, measure nothing (the timed run can "
                         "then have the machine to itself)")
@@ -78,14 +86,14 @@ def main() -> None:
     first = train_all.select_classes(FIRST).relabel([names[c] for c in FIRST])
     runs = []
     for seed in args.seeds:
-        path = args.models / f"fashion5-convnet-{args.head}-epochs{args.epochs}-seed{seed}.owl"
+        width_tag = "" if tuple(args.widths) == DEFAULT_WIDTHS else "-w" + "-".join(map(str, args.widths))
+        path = args.models / f"fashion5-convnet{width_tag}-{args.head}-epochs{args.epochs}-seed{seed}.owl"
         if path.exists() and not args.quick:
             model = OwlModel.load(path)
             train_s = model.info["b3_train_seconds"]
             print(f"seed {seed}: the 5-class network from {path}", flush=True)
         else:
-            model = build_model(first, "convnet", args.head, seed=seed,
-                                head_args={"alpha": 16.0} if args.head == "l2softmax" else {})
+            model = new_model(first, args, seed)
             t0 = time.perf_counter()
             train_model(model, first, config=train_config(args, seed), augment=preset("fashion"), progress=False)
             train_s = time.perf_counter() - t0
@@ -139,12 +147,14 @@ def main() -> None:
         earlier = json.loads(args.joint_from.read_text())
         same = all(earlier["config"].get(k) == v for k, v in
                    {"epochs": args.epochs, "head": args.head, "lr": 0.1, "batch_size": 128}.items())
+        same = same and tuple(earlier["config"].get("widths", DEFAULT_WIDTHS)) == tuple(args.widths)
         if not same or "joint" not in earlier["results"]:
             raise SystemExit(f"{args.joint_from} has no joint figure for this recipe")
         results["joint"] = earlier["results"]["joint"]
         results["joint_from"] = {"file": str(args.joint_from), "commit": earlier.get("commit"),
                                  "runs": [r.get("joint_accuracy") for r in earlier["results"]["runs"]]}
-    config = {"quick": args.quick, "epochs": args.epochs, "head": args.head, "first_classes": FIRST,
+    config = {"quick": args.quick, "epochs": args.epochs, "head": args.head, "widths": args.widths,
+              "first_classes": FIRST,
               "train_images": len(first), "augment": preset("fashion").to_json(), "lr": 0.1, "batch_size": 128,
               "gaussian_features": args.gaussian_features, "torch_threads": torch.get_num_threads()}
     write_results("b3_add_classes", config, results, started, args.out)
