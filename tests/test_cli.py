@@ -182,6 +182,23 @@ def test_train_semi_supervised_with_vat(tmp_path):
     assert model.info["training"]["images"] > 50  # the unlabeled images took part in training
 
 
+def test_train_with_narrower_convnet_widths(tmp_path):
+    from owlearn.model import OwlModel
+
+    out = tmp_path / "narrow.owl"
+    result = runner.invoke(app, ["train", "--data", "digits", "--epochs", "1", "--batch-size", "64",
+                                 "--widths", "8,16,24,32", "--detector", "none", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    net = OwlModel.load(out).network
+    assert list(net.spec.backbone_args["widths"]) == [8, 16, 24, 32]
+    assert net.backbone.feature_dim == 32
+    bad = runner.invoke(app, ["train", "--data", "digits", "--widths", "8,x", "--out", str(out)])
+    assert bad.exit_code != 0 and "whole numbers" in bad.output
+    other = runner.invoke(app, ["train", "--data", "digits", "--backbone", "simplenet", "--widths", "8",
+                                "--out", str(out)])
+    assert other.exit_code != 0 and "convnet" in other.output
+
+
 def test_help_and_dataset_listing_answer_without_importing_torch():
     # PyTorch takes seconds to import; help text and the dataset registry need none of it (owlearn/_lazy.py)
     code = ("import sys\n"

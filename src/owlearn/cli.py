@@ -30,6 +30,20 @@ def _register_data_app() -> None:
     app.add_typer(data_app, name="data", help="List, download and inspect datasets.")
 
 
+def parse_widths(text: str, backbone: str) -> tuple[int, ...]:
+    """``"24,48,96,192"`` → ``(24, 48, 96, 192)``, for the ConvNet only."""
+    if backbone != "convnet":
+        raise typer.BadParameter(f"--widths applies to the convnet backbone, not {backbone}")
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--widths takes whole numbers separated by commas, e.g. 24,48,96,192; got "
+                                 f"{text!r}") from None
+    if not values or min(values) < 1:
+        raise typer.BadParameter(f"--widths must be positive channel counts, got {text!r}")
+    return values
+
+
 def parse_classes(text: str | None, num_classes: int) -> list[int] | None:
     """``"0-4,7"`` → ``[0, 1, 2, 3, 4, 7]``; ``None`` → all classes."""
     if not text:
@@ -65,6 +79,9 @@ def train(
     out: Path = typer.Option(Path("model.owl"), "--out", "-o", help="Where to write the model file."),
     classes: str | None = typer.Option(None, help="Train on these classes only, e.g. 0-4 (the rest stay unknown)."),
     backbone: str = typer.Option("convnet", help="simplenet, convnet or resnet18."),
+    widths: str | None = typer.Option(
+        None, help="Channels of the ConvNet's blocks, e.g. 24,48,96,192 (default 32,64,128,256). Narrower "
+                   "networks predict and add classes faster, at some accuracy (benchmark B3)."),
     head: str = typer.Option("l2softmax", help="linear (softmax), l2softmax or cosine."),
     alpha: float = typer.Option(16.0, help="Radius α of the L2-softmax hypersphere."),
     learn_alpha: bool = typer.Option(False, help="Learn α instead of fixing it."),
@@ -147,7 +164,8 @@ def train(
         # images the network never trains on, so that the threshold is not set on memorised data
         calibration, train_set = train_set.random_split(max(1, int(len(train_set) * calibration_share)), seed=seed)
     head_args = {"alpha": alpha, "learn_alpha": learn_alpha} if head == "l2softmax" else {}
-    model = build_model(train_set, backbone, head, head_args=head_args, seed=seed)
+    backbone_args = {"widths": parse_widths(widths, backbone)} if widths else {}
+    model = build_model(train_set, backbone, head, head_args=head_args, backbone_args=backbone_args, seed=seed)
     aug = preset(_auto_augment(data) if augment == "auto" else augment)
     config = TrainConfig(epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr,
                          optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,  # type: ignore[arg-type]
