@@ -104,3 +104,25 @@ def test_vat_objective_trains_in_the_shared_loop():
     history = Trainer(net, TrainConfig(epochs=1, batch_size=16), objectives=[CrossEntropy(), VAT(eps=1.0)],
                       progress=False).fit(data)
     assert math.isfinite(history.last["loss"])
+
+
+def test_vat_direction_under_bf16_autocast_is_the_float32_one():
+    # bf16 would round ξ·d away; the power iteration must fall back to float32 inside autocast
+    model = _toy()
+    x = torch.randn(32, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    reference = adversarial_direction(model, x, model(x), xi=1e-6, generator=torch.Generator().manual_seed(2))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+        assert logits.dtype == torch.bfloat16
+        d = adversarial_direction(model, x, logits, xi=1e-6, generator=torch.Generator().manual_seed(2))
+    assert d.dtype == torch.float32
+    assert torch.allclose(d, reference, atol=1e-5)
+
+
+def test_iic_joint_distribution_stays_float32_under_bf16_autocast():
+    g = torch.Generator().manual_seed(0)
+    p1, p2 = torch.softmax(torch.randn(256, 10, generator=g), 1), torch.softmax(torch.randn(256, 10, generator=g), 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = joint_distribution(p1, p2)
+    assert under.dtype == torch.float32
+    assert torch.allclose(under, joint_distribution(p1, p2), atol=1e-7)

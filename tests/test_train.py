@@ -70,6 +70,28 @@ def test_compiled_steps_train_the_same_network_as_eager_steps(tmp_path):
     assert (tmp_path / "last.ckpt").exists()
 
 
+def test_bf16_precision_trains_under_autocast_and_keeps_float32_parameters():
+    seen = []
+
+    class RecordingCrossEntropy(CrossEntropy):
+        def __call__(self, step):
+            seen.append(step.logits.dtype)
+            return super().__call__(step)
+
+    data = _blobs()
+    net = _net()
+    trainer = Trainer(net, _config(epochs=4, precision="bf16"), objectives=[RecordingCrossEntropy()],
+                      progress=False)
+    assert trainer.autocast_bf16
+    history = trainer.fit(data, data)
+    assert set(seen) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert history.last["val_acc"] > 0.9  # evaluation in float32
+    assert not Trainer(_net(), _config(), progress=False).autocast_bf16  # auto: float32 on a CPU
+    with pytest.raises(ValueError, match="precision"):
+        Trainer(_net(), _config(precision="fp16"), progress=False)
+
+
 def test_resume_equals_uninterrupted_run(tmp_path):
     data = _blobs()
     full = _net()

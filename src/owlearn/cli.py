@@ -125,6 +125,8 @@ def train(
                           "combine with --vat)."),
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and augmentation."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 …"),
+    precision: str = typer.Option(
+        "auto", help="auto (bfloat16 autocast on GPUs that support it, float32 elsewhere), fp32 or bf16."),
     compile_steps: bool = typer.Option(
         False, "--compile", help="Compile the network's training steps with torch.compile: pays off on GPUs, "
                                  "not on small CPUs (docs/performance.md)."),
@@ -169,7 +171,8 @@ def train(
     aug = preset(_auto_augment(data) if augment == "auto" else augment)
     config = TrainConfig(epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr,
                          optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,  # type: ignore[arg-type]
-                         label_smoothing=label_smoothing, seed=seed, device=device, compile=compile_steps)
+                         label_smoothing=label_smoothing, seed=seed, device=device, compile=compile_steps,
+                         precision=precision)  # type: ignore[arg-type]
     objectives = None
     fit_set = train_set
     if labels_per_class is not None:

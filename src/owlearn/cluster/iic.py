@@ -21,7 +21,8 @@ def joint_distribution(p1: torch.Tensor, p2: torch.Tensor) -> torch.Tensor:
     if p1.shape != p2.shape or p1.dim() != 2:
         raise ValueError(f"the two views' probabilities must have the same shape (N, K), got "
                          f"{tuple(p1.shape)} and {tuple(p2.shape)}")
-    joint = p1.T @ p2 / p1.shape[0]  # (K, K)
+    with torch.autocast(p1.device.type, enabled=False):  # a bf16 product would round P's small entries
+        joint = p1.float().T @ p2.float() / p1.shape[0]  # (K, K)
     joint = (joint + joint.T) / 2
     return joint / joint.sum()
 

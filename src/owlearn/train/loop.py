@@ -61,6 +61,12 @@ class TrainConfig:
     learning rate follows whichever is further along, the steps or the time (``epochs`` becomes the
     most that will run). Makes "the best model in 10 minutes on this machine" one setting; the
     result then depends on the machine's speed, so it is not reproducible step for step."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Arithmetic of the training steps' forward passes: ``auto`` runs them under bfloat16 autocast on CUDA
+    GPUs that support it (Ampere and later) and in float32 elsewhere; ``bf16`` uses autocast on any device
+    (CPUs without bf16 instructions run it slowly); ``fp32`` never does. Parameters, optimizer state,
+    backward's accumulation and evaluation stay float32, and VAT's power iteration and IIC's joint
+    distribution are computed in float32 whatever the setting."""
     compile: bool | str = False
     """Run the training steps' feature extractor through ``torch.compile``: ``True`` for its default
     backend (inductor), or a backend's name. The first steps pay the compilation (about 30 s for the
@@ -80,6 +86,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """Whether training steps run under bfloat16 autocast (see ``TrainConfig.precision``)."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision == "auto":
+        return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    return precision == "bf16"
 
 
 def lr_factor(cfg: TrainConfig, step: int, total_steps: int, progress: float | None = None) -> float:
@@ -223,6 +238,7 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         # what the training steps call; the parameters, checkpoints and hooks stay self.model's
         self.step_model = _CompiledSteps(self.model, self.config.compile) if self.config.compile else self.model
+        self.autocast_bf16 = uses_bf16(self.config.precision, self.device)
         self.history = History()
         self.global_step = 0
         self.total_steps = 0
@@ -335,7 +351,8 @@ class Trainer:
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             step = Step(self.step_model, x, labels[index], index, x_raw, g, epoch, self.global_step)
-            loss = sum(objective(step) for objective in self.objectives)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
+                loss = sum(objective(step) for objective in self.objectives)
             if not torch.isfinite(loss):
                 where = f" Last good checkpoint: {self.checkpoint_path}" if self.checkpoint_dir else ""
                 raise TrainingDiverged(

@@ -47,7 +47,17 @@ def _kl(clean_logits: torch.Tensor, perturbed_logits: torch.Tensor) -> torch.Ten
 def adversarial_direction(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                           clean_logits: torch.Tensor, *, xi: float = 1e-6, iterations: int = 1,
                           generator: torch.Generator | None = None) -> torch.Tensor:
-    """Unit direction (per sample) in which the prediction for ``x`` changes fastest, by power iteration."""
+    """Unit direction (per sample) in which the prediction for ``x`` changes fastest, by power iteration.
+
+    Under bfloat16 autocast the iteration runs in float32 against a float32 clean prediction: bf16 would
+    round the ξ-sized step away, and the rounding difference between a bf16 clean prediction and the
+    perturbed one would outweigh the change that the step causes."""
+    if torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(x.device.type, enabled=False), torch.no_grad():
+            clean32 = forward(x.float()).float()
+        with torch.autocast(x.device.type, enabled=False):
+            return adversarial_direction(forward, x.float(), clean32, xi=xi, iterations=iterations,
+                                         generator=generator)
     clean = clean_logits.detach()
     d = _unit(torch.randn(x.shape, generator=generator).to(x.device, x.dtype))
     for _ in range(iterations):
