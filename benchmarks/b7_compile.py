@@ -1,4 +1,5 @@
-"""B7 (training steps compiled or not) — owlearn's Trainer with ``TrainConfig(compile=...)`` off and on.
+"""B7 (training steps compiled or not) — owlearn's Trainer with ``TrainConfig(compile=...)`` off and on, and
+with ``precision="bf16"`` (``--bf16``: bfloat16 autocast, alone and compiled; meant for GPUs).
 
 Two settings of the other benchmarks, each on the first ``--images`` Fashion-MNIST training images:
 
@@ -9,7 +10,7 @@ Each run trains ``--epochs`` epochs; the first is a warm-up (it pays the compila
 the others are reported, from the Trainer's own per-epoch log. Eager and compiled runs alternate
 ``--repeats`` times, so that a slow moment of the machine hits both; the medians are compared.
 
-python benchmarks/b7_compile.py [--quick] [--nets simplenet convnet] [--device cuda]
+python benchmarks/b7_compile.py [--quick] [--nets simplenet convnet] [--device cuda --bf16]
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ SETTINGS = {
 }
 
 
-def one_run(train, net_name: str, compile_steps: bool | str, epochs: int, device: str) -> dict:
+def one_run(train, net_name: str, compile_steps: bool | str, precision: str, epochs: int, device: str) -> dict:
     setting = SETTINGS[net_name]
     model = build_model(train, net_name, "linear", seed=0)
     cfg = TrainConfig(epochs=epochs, batch_size=setting["batch_size"], lr=setting["lr"],
                       weight_decay=setting["weight_decay"], schedule="constant", device=device,
-                      compile=compile_steps)
+                      compile=compile_steps, precision=precision)  # type: ignore[arg-type]
     augment = preset(setting["augment"]) if setting["augment"] else AugmentConfig()
     history = Trainer(model.network, cfg, augment=augment, progress=False).fit(train)
     rates = [e["images_per_s"] for e in history.epochs]
@@ -52,6 +53,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3, help="epochs per run; the first is the warm-up")
     p.add_argument("--repeats", type=int, default=2, help="eager/compiled pairs per network")
     p.add_argument("--backend", default="inductor", help="torch.compile backend of the compiled runs")
+    p.add_argument("--bf16", action="store_true", help="also bfloat16 autocast runs, eager and compiled")
     args = p.parse_args()
     if args.epochs < 2:
         p.error("--epochs must be at least 2: the first epoch is the warm-up")
@@ -61,10 +63,13 @@ def main() -> None:
     train = load_dataset("fashion-mnist", "train").subset(torch.arange(args.images))
     results: dict[str, dict] = {}
     for net_name in args.nets:
-        runs: dict[str, list[dict]] = {"eager": [], "compiled": []}
+        variants = {"eager": (False, "fp32"), "compiled": (args.backend, "fp32")}
+        if args.bf16:
+            variants |= {"bf16": (False, "bf16"), "bf16 compiled": (args.backend, "bf16")}
+        runs: dict[str, list[dict]] = {v: [] for v in variants}
         for _ in range(args.repeats):
-            for variant, flag in (("eager", False), ("compiled", args.backend)):
-                run = one_run(train, net_name, flag, args.epochs, args.device)
+            for variant, (flag, precision) in variants.items():
+                run = one_run(train, net_name, flag, precision, args.epochs, args.device)
                 runs[variant].append(run)
                 print(f"{net_name} {variant}: {run['images_per_s']:,.0f} images/s after a first epoch of "
                       f"{run['first_epoch_s']:.1f} s", flush=True)
@@ -72,6 +77,7 @@ def main() -> None:
         results[net_name] = {
             **SETTINGS[net_name], "runs": runs, "images_per_s": median,
             "compiled_vs_eager": median["compiled"] / median["eager"],
+            "vs_eager": {v: median[v] / median["eager"] for v in variants},
             "first_epoch_s": {v: statistics.median(r["first_epoch_s"] for r in rs) for v, rs in runs.items()},
         }
         print(f"{net_name}: compiled / eager = {results[net_name]['compiled_vs_eager']:.2f}x", flush=True)
