@@ -132,9 +132,20 @@ def section_b7(doc: dict) -> list[str]:
 
 
 def section_b7_compile(doc: dict) -> list[str]:
+    """The main run, then other runs of the same script (``results/b7_compile-*.json``, e.g. with ``--bf16``)."""
+    lines = _b7_compile_run(doc, "## B7 — compiled training steps (`TrainConfig(compile=True)`, "
+                                 "`owlearn train --compile`)")
+    for path in sorted(RESULTS.glob("b7_compile-*.json")):
+        other = json.loads(path.read_text())
+        variants = ", ".join(next(iter(other["results"].values()))["images_per_s"])
+        lines += _b7_compile_run(other, f"### Another run of the same script ({variants})")
+    return lines
+
+
+def _b7_compile_run(doc: dict, heading: str) -> list[str]:
     cfg, r = doc["config"], doc["results"]
     variants = list(next(iter(r.values()))["images_per_s"])
-    lines = ["## B7 — compiled training steps (`TrainConfig(compile=True)`, `owlearn train --compile`)", "",
+    lines = [heading, "",
              f"owlearn's Trainer on the first {cfg['images']:,} Fashion-MNIST training images, {cfg['epochs']} "
              f"epochs per run, the variants ({', '.join(variants)}; compiled with {cfg['backend']}) alternating "
              f"{cfg['repeats']} times; images/s of the epochs after the first (which pays the compilation), median "
