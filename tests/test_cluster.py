@@ -38,6 +38,15 @@ def test_iic_finds_the_five_patterns_without_labels(patterns, one_thread):
     assert len(result.history) == 30 and "head_losses" in result.history[-1]
 
 
+def test_iic_trains_under_bf16_autocast(patterns):
+    # what a GPU run with precision="auto" does; the joint distribution itself stays float32
+    data = patterns(n_per_class=20)
+    result = fit_iic(data, small_config(epochs=2, precision="bf16"), progress=False)
+    assert all(np.isfinite(e["loss"]) for e in result.history)
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert IICConfig.from_json(small_config(precision="bf16").to_json()).precision == "bf16"
+
+
 def test_the_chosen_head_is_the_one_with_the_lowest_loss_never_the_labels(patterns):
     data = patterns(n_per_class=20)
     result = fit_iic(data, small_config(epochs=2), progress=False)

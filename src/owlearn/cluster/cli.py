@@ -30,6 +30,8 @@ def cluster(
     out: Path = typer.Option(Path("owlearn-cluster"), "--out", "-o", help="Output folder."),
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and augmentation."),
     device: str = typer.Option("auto", help="auto, cpu, cuda …"),
+    precision: str = typer.Option(
+        "auto", help="auto (bfloat16 autocast on GPUs that support it, float32 elsewhere), fp32 or bf16."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Dataset cache folder."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
@@ -50,7 +52,7 @@ def cluster(
     config = IICConfig(clusters=clusters, overclusters=overclusters, sub_heads=sub_heads, alpha=alpha,
                        size=size or None, repeats=repeats, epochs=epochs, restart_epochs=restart_epochs,
                        batch_size=min(batch_size, len(dataset)),
-                       lr=lr, seed=seed, device=device)
+                       lr=lr, seed=seed, device=device, precision=precision)
     console.print(f"Clustering {len(dataset):,} images of {dataset.name} into {clusters} groups "
                   f"(IIC, α={alpha:g}, {sub_heads} sub-heads, {epochs} epochs)")
     result = fit_iic(dataset, config, progress=progress)

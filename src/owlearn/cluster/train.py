@@ -62,6 +62,9 @@ class IICConfig:
         (on MNIST: 0 with 6, 1 with 7) while the trunk's features already separate them; the objective
         prefers the right partition but cannot reach it by small steps. The loss still picks the sub-head.
         Applies only when ``epochs`` is larger than ``restart_epochs``.
+    precision
+        ``auto`` (bfloat16 autocast on GPUs that support it), ``fp32`` or ``bf16``: see
+        :attr:`owlearn.train.TrainConfig.precision`. The joint distribution of the IIC loss is always float32.
     """
 
     clusters: int = 10
@@ -78,6 +81,7 @@ class IICConfig:
     lr: float = 1e-3
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"
     view: AugmentConfig = field(default_factory=iic_views)
     first_view: AugmentConfig = field(default_factory=light_view)
 
@@ -261,7 +265,8 @@ def fit_iic(data: ImageDataset, config: IICConfig | None = None, *, progress: bo
     objective = IICObjective(config)
     chooser = _ChooseBestHead(objective, on_epoch)
     train_cfg = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, optimizer="adam", lr=config.lr,
-                            weight_decay=0.0, schedule="constant", seed=config.seed, device=config.device)
+                            weight_decay=0.0, schedule="constant", seed=config.seed, device=config.device,
+                            precision=config.precision)  # type: ignore[arg-type]
     hooks: list[Hook] = [chooser]
     if 0 < config.restart_epochs < config.epochs:
         hooks.insert(0, _RestartHeadsFromKMeans(unlabeled.images, config.epochs - config.restart_epochs, config.seed))
