@@ -224,3 +224,19 @@ def test_lazy_package_exports_behave_like_imports():
     assert {"ICaRL", "make_strategy", "run_continual"} <= set(owlearn.continual.__all__) <= set(dir(owlearn.continual))
     with pytest.raises(AttributeError, match="has no attribute 'nothing_here'"):
         owlearn.data.nothing_here  # noqa: B018
+
+
+def test_continual_command_reports_every_strategy(tmp_path):
+    import json
+
+    out = tmp_path / "continual"
+    result = runner.invoke(app, ["continual", "--scenario", "class-incremental", "--data", "digits", "--experiences",
+                                 "2", "--strategy", "naive", "--strategy", "icarl", "--epochs", "1", "--backbone",
+                                 "convnet", "--train-limit", "600", "--precision", "bf16", "--out", str(out),
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "continual.json").read_text())
+    assert set(report) == {"naive", "icarl"}
+    # a memory of old digits keeps them; fine-tuning alone forgets the first experience
+    assert report["icarl"]["final_accuracy"] > report["naive"]["final_accuracy"]
+    assert (out / "continual-accuracy.png").exists() and (out / "continual-icarl-confusion.png").exists()

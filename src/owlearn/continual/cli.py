@@ -43,6 +43,8 @@ def continual(
     train_limit: int | None = typer.Option(None, min=1, help="Use only the first N training images (quick runs)."),
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and memory selection."),
     device: str = typer.Option("auto", help="auto, cpu, cuda …"),
+    precision: str = typer.Option(
+        "auto", help="auto (bfloat16 autocast on GPUs that support it, float32 elsewhere), fp32 or bf16."),
     out: Path = typer.Option(Path("continual-results"), "--out", "-o",
                              help="Folder for the results JSON and the plots."),
     data_dir: Path | None = typer.Option(None, "--data-dir",
@@ -72,7 +74,7 @@ def continual(
     results = {}
     for name in names:
         config = b4_config(seed=seed, device=device, epochs=epochs)
-        config.batch_size, config.lr = batch_size, lr
+        config.batch_size, config.lr, config.precision = batch_size, lr, precision  # type: ignore[assignment]
         network = build_network(stream, backbone, seed=seed)
         results[name] = run_continual(stream, make_strategy(name, **params.get(name, {})), network, config=config,
                                       progress=progress, log=lambda line: _err.print(line))
