@@ -76,11 +76,11 @@ def main() -> None:
         median = {v: statistics.median(r["images_per_s"] for r in rs) for v, rs in runs.items()}
         results[net_name] = {
             **SETTINGS[net_name], "runs": runs, "images_per_s": median,
-            "compiled_vs_eager": median["compiled"] / median["eager"],
             "vs_eager": {v: median[v] / median["eager"] for v in variants},
             "first_epoch_s": {v: statistics.median(r["first_epoch_s"] for r in rs) for v, rs in runs.items()},
         }
-        print(f"{net_name}: compiled / eager = {results[net_name]['compiled_vs_eager']:.2f}x", flush=True)
+        print(f"{net_name}: " + ", ".join(f"{v} / eager = {x:.2f}x" for v, x in results[net_name]["vs_eager"].items()
+                                          if v != "eager"), flush=True)
     config = {"quick": args.quick, "images": args.images, "epochs": args.epochs, "repeats": args.repeats,
               "backend": args.backend, "threads": torch.get_num_threads()}
     write_results("b7_compile", config, results, started, args.out)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from owlearn import __version__
+from owlearn._options import PRECISION_OPTION
 
 app = typer.Typer(
     name="owlearn", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -125,8 +126,7 @@ def train(
                           "combine with --vat)."),
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and augmentation."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1 …"),
-    precision: str = typer.Option(
-        "auto", help="auto (bfloat16 autocast on GPUs that support it, float32 elsewhere), fp32 or bf16."),
+    precision: str = PRECISION_OPTION,
     compile_steps: bool = typer.Option(
         False, "--compile", help="Compile the network's training steps with torch.compile: pays off on GPUs, "
                                  "not on small CPUs (docs/performance.md)."),

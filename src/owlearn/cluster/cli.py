@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from owlearn._options import PRECISION_OPTION
+
 console = Console()
 
 
@@ -30,8 +32,7 @@ def cluster(
     out: Path = typer.Option(Path("owlearn-cluster"), "--out", "-o", help="Output folder."),
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and augmentation."),
     device: str = typer.Option("auto", help="auto, cpu, cuda …"),
-    precision: str = typer.Option(
-        "auto", help="auto (bfloat16 autocast on GPUs that support it, float32 elsewhere), fp32 or bf16."),
+    precision: str = PRECISION_OPTION,
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Dataset cache folder."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:

@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from owlearn._options import PRECISION_OPTION
+
 _out = Console()
 _err = Console(stderr=True)
 
@@ -43,8 +45,7 @@ def continual(
     train_limit: int | None = typer.Option(None, min=1, help="Use only the first N training images (quick runs)."),
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and memory selection."),
     device: str = typer.Option("auto", help="auto, cpu, cuda …"),
-    precision: str = typer.Option(
-        "auto", help="auto (bfloat16 autocast on GPUs that support it, float32 elsewhere), fp32 or bf16."),
+    precision: str = PRECISION_OPTION,
     out: Path = typer.Option(Path("continual-results"), "--out", "-o",
                              help="Folder for the results JSON and the plots."),
     data_dir: Path | None = typer.Option(None, "--data-dir",

@@ -70,8 +70,8 @@ class TrainConfig:
     compile: bool | str = False
     """Run the training steps' feature extractor through ``torch.compile``: ``True`` for its default
     backend (inductor), or a backend's name. The first steps pay the compilation (about 30 s for the
-    ConvNet). Meant for GPUs: on the 2-core CPU of this project's benchmarks, training steps came out
-    slower compiled (ConvNet 163 → 203 ms, SimpleNet 17.5 → 21 ms; docs/performance.md)."""
+    ConvNet). Meant for GPUs: on the 2-core CPU of this project's benchmarks, compiled training ran at
+    0.81× (SimpleNet) and 0.92× (ConvNet) the eager speed (B7 in benchmarks/RESULTS.md)."""
 
     def to_json(self) -> dict:
         return asdict(self)
