@@ -65,7 +65,8 @@ def main() -> None:
     p.add_argument("--joint", action=argparse.BooleanOptionalAction, default=True,
                    help="also train on all ten classes with the same recipe (the figure to compare with)")
     p.add_argument("--gaussian-features", nargs="+", default=["layers", "embedding"],
-                   choices=["layers", "embedding"], help="what the Gaussian classifier reads (each is measured)")
+                   choices=["layers", "embedding", "layers+embedding"],
+                   help="what the Gaussian classifier reads (each is measured)")
     p.add_argument("--joint-from", type=Path, default=None,
                    help="with --no-joint: take the joint-training figure from this earlier results file")
     p.add_argument("--models", type=Path, default=ROOT / "artifacts" / "b3",

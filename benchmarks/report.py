@@ -250,7 +250,8 @@ def section_b2(doc: dict) -> list[str]:
     return lines
 
 
-B3_FEATURES = {"layers": "stage statistics (mean + std of blocks 2-4)", "embedding": "embedding ({dim}-d)"}
+B3_FEATURES = {"layers": "stage statistics (mean + std of blocks 2-4)", "embedding": "embedding ({dim}-d)",
+               "layers+embedding": "stage statistics and embedding"}
 B3_DEFAULT_WIDTHS = [32, 64, 128, 256]
 
 
@@ -264,19 +265,25 @@ def section_b3(doc: dict) -> list[str]:
     return lines
 
 
+def _and_list(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def _b3_run(doc: dict, heading: str) -> list[str]:
     cfg, r = doc["config"], doc["results"]
     kinds = list(r["gaussian"])
     widths = cfg.get("widths", B3_DEFAULT_WIDTHS)
     views = {"layers": "the pooled mean and standard deviation of ConvNet blocks 2-4 "
                        "(`fit_gaussian(features=\"layers\")`, the default)",
-             "embedding": f"the head's {widths[-1]}-d embedding"}
+             "embedding": f"the head's {widths[-1]}-d embedding",
+             "layers+embedding": "both side by side (`features=\"layers+embedding\"`)"}
     lines = [heading, "",
              f"ConvNet ({'-'.join(map(str, widths))} channels, {cfg['head']} head) trained {cfg['epochs']} epochs on "
              f"classes 0-4 ({cfg['train_images']:,} images); classes 5-9 then added one at a time to a Gaussian "
              "classifier from their 6,000 training images' features alone. Accuracy on the full 10-class test set "
              "(images of classes not yet added count as errors). Each seed's network is measured with the Gaussian "
-             "classifier reading " + " and ".join(views.get(k, k) for k in kinds) + ".", "",
+             "classifier reading " + _and_list([views.get(k, k) for k in kinds]) + ".", "",
              "| after | " + " | ".join(f"Gaussian on {B3_FEATURES.get(k, k).format(dim=widths[-1])}"
                                       for k in kinds) + " |",
              "|---|" + "---|" * len(kinds),

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from owlearn.cli import app
 from owlearn.model import UNKNOWN, OwlModel
+from owlearn.space import GaussianClassifier
 
 
 def test_unknown_classes_are_refused(model_on_three, patterns):
@@ -60,3 +61,25 @@ def test_cli_add_class(model_on_three, tmp_path):
     assert OwlModel.load(path).classes == ["p0", "p1", "p2", "p4"]
     again = runner.invoke(app, ["add-class", str(path), str(folder), "--name", "p4"])
     assert again.exit_code != 0 and "already knows" in again.output
+
+
+def test_gaussian_on_layers_and_embedding_reads_both_and_grows_like_a_refit(model_on_three, tmp_path):
+    model, data = model_on_three
+    model = OwlModel.load(model.save(tmp_path / "m.owl"))
+    first = data.subset(data.labels < 3)
+    model.fit_gaussian(first, features="layers+embedding")
+    layers = model._inputs(first, gaussian_features="layers")[3]
+    emb = model._inputs(first, gaussian_features="embedding")[3]
+    assert model.gaussian.n_features_in_ == layers.shape[1] + emb.shape[1]
+    model.add_class("p3", data.subset(data.labels == 3))
+    four = data.subset(data.labels <= 3)
+    refit = GaussianClassifier().fit(model._inputs(four)[3], four.labels.numpy())
+    assert np.allclose(refit.means_, model.gaussian.means_, atol=1e-6)
+    assert np.array_equal(refit.predict(model._inputs(data)[3]), model.predict(data).nearest)
+
+
+def test_cli_train_refuses_an_unknown_gaussian_view_before_training(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--data", "digits", "--gaussian", "--gaussian-features", "pixels",
+                                      "--out", str(tmp_path / "m.owl")])
+    assert result.exit_code != 0 and "layers+embedding" in result.output
+    assert not (tmp_path / "m.owl").exists()

@@ -115,7 +115,8 @@ def train(
                     "lets `owlearn add-class` grow the model without retraining."),
     gaussian_features: str = typer.Option(
         "layers", help="What the Gaussian classifier reads: layers (pooled statistics of the network's stages, "
-                       "better on classes added later) or embedding (the head's input, a little faster)."),
+                       "better on classes added later), embedding (the head's input, a little faster) or "
+                       "layers+embedding (both)."),
     vat: float = typer.Option(
         0.0, min=0.0, help="Weight of Virtual Adversarial Training (0 = off); a smoothness penalty on every image, "
                            "labelled or not."),
@@ -159,6 +160,11 @@ def train(
         train_set = train_set.select_classes(chosen).relabel(names)
     if resume and checkpoint_dir is None:
         raise typer.BadParameter("--resume needs --checkpoint-dir")
+    from owlearn.model import GAUSSIAN_FEATURES
+
+    if gaussian_features not in GAUSSIAN_FEATURES:  # before training, not after it
+        raise typer.BadParameter(f"--gaussian-features must be one of {', '.join(GAUSSIAN_FEATURES)}, "
+                                 f"got {gaussian_features!r}")
     calibration = None
     if detector != "none":
         if calibration_share <= 0:
