@@ -320,7 +320,28 @@ def _b3_run(doc: dict, heading: str) -> list[str]:
               + "; ".join(verdict(k) for k in kinds) + ".", ""]
     lines += [f"Note: {n}" for n in doc.get("notes", [])] + ([""] if doc.get("notes") else [])
     lines += [f"Produced by {_provenance(doc)}.", ""]
-    return lines
+    return lines + _b3_view_selection(widths)
+
+
+def _b3_view_selection(widths: list[int]) -> list[str]:
+    """Which features the Gaussian reads, compared on held-out training images (``b3_select_view.py``)."""
+    tag = "" if list(widths) == B3_DEFAULT_WIDTHS else "-w" + "-".join(map(str, widths))
+    path = RESULTS / f"b3_select_view{tag}.json"
+    if not path.exists():
+        return []
+    sel = json.loads(path.read_text())
+    cfg, r = sel["config"], sel["results"]
+    views = cfg["views"]
+    lines = [f"The feature views compared on {cfg['held_out_images']:,} held-out training images (the same procedure "
+             f"on the other {cfg['fit_images']:,}: Gaussian fitted on classes 0-4, classes 5-9 added; the test set is "
+             "not read), same networks:", "",
+             "| seed | " + " | ".join(views) + " |", "|---|" + "---|" * len(views)]
+    for run in r["runs"]:
+        lines.append(f"| {run['seed']} | " + " | ".join(f"{run['held_out_accuracy'][v]:.4f}" for v in views) + " |")
+    lines += ["| mean | " + " | ".join(_pm(r["held_out_accuracy"][v]) for v in views) + " |", "",
+              f"Best on the held-out images: {r['chosen']}.", ""]
+    lines += [f"Note: {n}" for n in sel.get("notes", [])] + ([""] if sel.get("notes") else [])
+    return lines + [f"Produced by {_provenance(sel)}.", ""]
 
 
 def section_b7_serve(doc: dict) -> list[str]:
