@@ -60,20 +60,36 @@ def joint_accuracy(train_all, test, args, seed: int) -> float:
     return ten_class_accuracy(model, test)
 
 
-def timed_add_class(model: OwlModel, name: str, images, repeats: int) -> tuple[OwlModel, list[float]]:
+_PROBE = (torch.rand(512, 512, generator=torch.Generator().manual_seed(0)),) * 2
+
+
+def speed_probe() -> float:
+    """Seconds of a fixed piece of work (ten 512 x 512 float32 matrix products, about 2.7 GFLOP) just before a
+    timed try: it shows whether the machine itself was slow at that moment."""
+    a, b = _PROBE
+    t0 = time.perf_counter()
+    for _ in range(10):
+        torch.mm(a, b)
+    return time.perf_counter() - t0
+
+
+def timed_add_class(model: OwlModel, name: str, images, repeats: int
+                    ) -> tuple[OwlModel, list[float], list[float]]:
     """Add the class ``repeats`` times, each to a fresh copy of ``model`` (copied outside the timing); returns
-    the last copy and the seconds of each try: feature extraction + statistics, no gradient step.
+    the last copy, the seconds of each try (feature extraction + statistics, no gradient step) and the
+    :func:`speed_probe` seconds measured just before each.
 
     This machine's speed drifts by 30% to 2x within minutes (docs/performance.md); the median of a few tries
-    measures the work rather than the drift, as timeit's repeats do.
+    measures the work rather than the shortest drifts, as timeit's repeats do, and the probe records the rest.
     """
-    tries = []
+    tries, probes = [], []
     for _ in range(repeats):
         grown = copy.deepcopy(model)
+        probes.append(speed_probe())
         t0 = time.perf_counter()
         grown.add_class(name, images)
         tries.append(time.perf_counter() - t0)
-    return grown, tries
+    return grown, tries, probes
 
 
 def main() -> None:
@@ -138,13 +154,14 @@ def main() -> None:
             print(f"  Gaussian on {kind}: after 5 classes {steps[0]['accuracy']:.4f}", flush=True)
             for c in range(5, 10):
                 images = train_all.subset(train_all.labels == c)
-                model, tries = timed_add_class(model, names[c], images, args.repeats)
+                model, tries, probes = timed_add_class(model, names[c], images, args.repeats)
                 seconds = float(np.median(tries))
                 steps.append({"added": names[c], "images": len(images), "classes": len(model.classes),
                               "accuracy": ten_class_accuracy(model, test), "seconds": seconds,
-                              "seconds_tries": tries})
+                              "seconds_tries": tries, "speed_probe_s": probes})
                 print(f"  + {names[c]:12s} ({len(images)} images, {seconds:.2f} s; tries "
-                      + ", ".join(f"{t:.2f}" for t in tries) + f"): accuracy {steps[-1]['accuracy']:.4f}", flush=True)
+                      + ", ".join(f"{t:.2f}" for t in tries) + "; probe " + ", ".join(f"{t:.3f}" for t in probes)
+                      + f"): accuracy {steps[-1]['accuracy']:.4f}", flush=True)
             run["gaussian"][kind] = steps
         if args.joint:
             run["joint_accuracy"] = joint_accuracy(train_all, test, args, seed)
@@ -173,8 +190,10 @@ def main() -> None:
         if not same or "joint" not in earlier["results"]:
             raise SystemExit(f"{args.joint_from} has no joint figure for this recipe")
         results["joint"] = earlier["results"]["joint"]
-        results["joint_from"] = {"file": str(args.joint_from), "commit": earlier.get("commit"),
-                                 "runs": [r.get("joint_accuracy") for r in earlier["results"]["runs"]]}
+        # an earlier run that took its joint figure from a third one passes that source on
+        results["joint_from"] = earlier["results"].get("joint_from") or {
+            "file": str(args.joint_from), "commit": earlier.get("commit"),
+            "runs": [r.get("joint_accuracy") for r in earlier["results"]["runs"]]}
     config = {"quick": args.quick, "epochs": args.epochs, "head": args.head, "widths": args.widths,
               "first_classes": FIRST,
               "train_images": len(first), "augment": preset("fashion").to_json(), "lr": 0.1, "batch_size": 128,

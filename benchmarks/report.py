@@ -304,6 +304,13 @@ def _b3_run(doc: dict, heading: str) -> list[str]:
     if repeats > 1:
         lines.append("| slowest single try | " + " | ".join(f"{r['gaussian'][k]['max_seconds_any_try']:.2f}"
                                                          for k in kinds) + " |")
+    if "speed_probe_s" in r["runs"][0]["gaussian"][kinds[0]][1]:
+        def probe(kind: str) -> str:
+            values = [p for run in r["runs"] for s in run["gaussian"][kind][1:] for p in s["speed_probe_s"]]
+            return f"median {np.median(values):.3f}, min {min(values):.3f}, max {max(values):.3f}"
+
+        lines.append("| speed probe just before each try (s; fixed matrix products, see the note) | "
+                     + " | ".join(probe(k) for k in kinds) + " |")
     lines.append("")
     if "joint" in r:
         source = ""
