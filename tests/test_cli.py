@@ -240,3 +240,11 @@ def test_continual_command_reports_every_strategy(tmp_path):
     # a memory of old digits keeps them; fine-tuning alone forgets the first experience
     assert report["icarl"]["final_accuracy"] > report["naive"]["final_accuracy"]
     assert (out / "continual-accuracy.png").exists() and (out / "continual-icarl-confusion.png").exists()
+
+
+@pytest.mark.parametrize("command", [["train", "--data", "digits"], ["cluster", "digits"],
+                                     ["continual", "--data", "digits"]])
+def test_an_unknown_precision_is_refused_when_the_command_line_is_parsed(command, tmp_path):
+    result = CliRunner().invoke(app, [*command, "--precision", "fp16", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "auto, fp32, bf16" in result.output and "fp16" in result.output
+    assert not (tmp_path / "out").exists()
