@@ -58,3 +58,25 @@ def test_without_a_checkout_it_says_where_the_scripts_are(tmp_path, monkeypatch)
 def test_unknown_protocol_is_refused():
     result = CliRunner().invoke(app, ["bench", "--dry-run", "B9"])
     assert result.exit_code != 0
+
+
+def test_measures_read_the_layouts_the_scripts_write():
+    stat = lambda v: {"mean": v, "std": 0.0, "n": 1}  # noqa: E731
+    b3 = {"results": {"gaussian": {"layers": {"final": stat(0.91), "max_seconds_per_class": 2.4},
+                                   "embedding": {"final": stat(0.88), "max_seconds_per_class": 1.9}}}}
+    b5 = lambda dataset, alpha, best: {"results": {f"{dataset} α={alpha}": {  # noqa: E731
+        "dataset": dataset, "alpha": alpha, "accuracy": stat(best - 0.01),
+        "runs": [{"best_sub_head_accuracy": best - 0.02}, {"best_sub_head_accuracy": best}]}}}
+    mnist = b5("mnist-10k", 1.0, 0.97)
+    mnist["results"].update(b5("mnist-10k", 10.0, 0.2)["results"])  # B5's α = 10 ablation is not the figure
+    b6 = {"results": {name: {"test_accuracy": stat(acc)} for name, acc in [
+        ("100 labels/class, CE only", 0.85), ("100 labels/class, CE + VAT", 0.88),
+        ("full supervision, CE only", 0.92), ("full supervision, CE + VAT", 0.921)]}}
+    values, problems = bench.measures({"b3_add_classes": b3, "b5_cluster": mnist,
+                                       "b5_cluster-fashion": b5("fashion-mnist", 1.0, 0.7), "b6_semisup-gpu": b6})
+    assert problems == []
+    assert values["b3.final_accuracy"] == 0.91 and values["b3.max_seconds_per_class"] == 2.4  # the default view
+    assert values["b5.mnist.best_sub_head"] == 0.97 and values["b5.mnist.mean_accuracy"] == pytest.approx(0.96)
+    assert values["b5.fashion.mean_accuracy"] == pytest.approx(0.69)
+    assert values["b6.vat_gain_100_labels"] == pytest.approx(0.03)
+    assert values["b6.vat_gain_full"] == pytest.approx(0.001)
