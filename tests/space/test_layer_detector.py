@@ -7,6 +7,7 @@ from sklearn.metrics import roc_auc_score
 
 from owlearn.nets import Network, NetworkSpec
 from owlearn.space import GaussianClassifier, KNNDetector, LayerEnsembleDetector, ViMDetector
+from owlearn.space.outliers import seeded_subset
 
 
 def _layered(f):
@@ -87,6 +88,11 @@ def test_left_out_scores_are_the_scores_of_each_example_without_itself(features)
     for i in range(5):  # the class learned from the others: only the shared covariance differs a little
         without_i = grown(np.delete(new, i, axis=0))
         np.testing.assert_allclose(left_out[i], without_i.score_samples(new[i:i + 1])[0], rtol=0.01)
+    # a seeded subset scores the same examples the same way (the class's size still counts in full)
+    some = seeded_subset(len(new), 7)
+    np.testing.assert_allclose(det.left_out_scores(new, at_most=7), left_out[some.numpy()], rtol=1e-12)
+    np.testing.assert_allclose(det.knn_.left_out_scores(new[:, 8:16], at_most=7),
+                               det.knn_.left_out_scores(new[:, 8:16])[some.numpy()], rtol=1e-12)
 
 
 def test_errors_name_the_problem(features):

@@ -194,20 +194,23 @@ class LayerEnsembleDetector(OutlierDetector):
         if getattr(self, "knn_block_", None) is not None:  # the new images join the reference set
             self.knn_.fit(np.concatenate([self.knn_.reference_, parts[self.knn_block_].numpy()]))
 
-    def left_out_scores(self, features: Any) -> np.ndarray:
+    def left_out_scores(self, features: Any, at_most: int | None = None) -> np.ndarray:
         """Scores of the examples of the class just added (:meth:`add_class`), each as if it had been left
         out: a threshold set on in-sample scores would accept far more than intended.
 
         In the Gaussian terms the example's distance to its own class mean is that to the mean of the
         others (``x - mean_without_x = n/(n-1) (x - mean)``, so the squared distance grows by
         ``(n/(n-1))^2``; the shared covariance is kept); in the kNN term its nearest reference other
-        than itself counts.
+        than itself counts. ``at_most``: score only a seeded subset of that many examples (``n`` is still
+        the class's size).
         """
         parts = self._split(self._features(features))
         n = parts[0].shape[0]
         if n < 2:
             raise ValueError("left_out_scores needs at least 2 examples of the class")
-        total = np.zeros(n)
+        some = seeded_subset(n, at_most)
+        parts = [part[some] for part in parts]
+        total = np.zeros(len(some))
         for i, block in enumerate(self.blocks_):
             d2 = getattr(self, f"block{i}_").mahalanobis(parts[block])
             d2[:, -1] *= (n / (n - 1)) ** 2  # the class added last is the examples' own

@@ -495,10 +495,12 @@ class KNNDetector(_NeighborDetector):
         dist, _ = self._neighbors().query(Q, self.n_neighbors_)
         return (-dist[:, -1]).numpy()
 
-    def left_out_scores(self, features: Any) -> np.ndarray:
+    def left_out_scores(self, features: Any, at_most: int | None = None) -> np.ndarray:
         """Scores of samples that are in the reference set, each with its k-th neighbour taken among the
-        others (in-sample, every reference would be its own nearest neighbour)."""
-        Q = _normalize(self._features(features))
+        others (in-sample, every reference would be its own nearest neighbour); ``at_most``: of a seeded
+        subset of that many."""
+        Q = self._features(features)
+        Q = _normalize(Q[seeded_subset(Q.shape[0], at_most)])
         dist, _ = self._neighbors().query(Q, min(self.n_neighbors_ + 1, self.reference_.shape[0]))
         return (-dist[:, -1]).numpy()
 
