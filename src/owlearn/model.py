@@ -296,15 +296,16 @@ class OwlModel:
                 # its ViM term reads the head, which knows nothing of the class: like a kNN detector's
                 # (below), the class gets its own threshold, set on its examples' left-out scores
                 self._own_threshold(name, det.left_out_scores(det_feats, at_most=THRESHOLD_EXAMPLES))
-            elif hasattr(det, "reference_"):  # kNN / LOF: the new images join the reference set
+            elif hasattr(det, "add_reference"):  # kNN: the new images join the reference set
+                det.add_reference(emb)
+                # a class the network was never trained on is less compact in feature space than the
+                # trained ones, so the global threshold would refuse much of it: give it its own,
+                # set the same way (accept_rate of its examples, each scored without itself)
+                self._own_threshold(name, det.left_out_scores(emb, at_most=THRESHOLD_EXAMPLES))
+            elif hasattr(det, "reference_"):  # LOF: refit on the grown reference set (its densities change)
                 offset = det.offset_
                 det.fit(np.concatenate([det.reference_, emb.numpy()]))
                 det.offset_ = offset
-                if type(det).__name__ == "KNNDetector":
-                    # a class the network was never trained on is less compact in feature space than the
-                    # trained ones, so the global threshold would refuse much of it: give it its own,
-                    # set the same way (accept_rate of its examples, each scored without itself)
-                    self._own_threshold(name, det.left_out_scores(emb, at_most=THRESHOLD_EXAMPLES))
         self.info.setdefault("added_classes", []).append({"name": name, "images": len(emb)})
         return label
 

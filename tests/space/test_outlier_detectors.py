@@ -209,3 +209,16 @@ def test_detectors_accept_torch_tensors(features, roundtrip):
     want = ViMDetector(f.W.astype(np.float32), f.b.astype(np.float32)).fit(f.X.astype(np.float32))
     np.testing.assert_allclose(vim.score_samples(Q), want.score_samples(Q.numpy()), rtol=1e-9)
     assert roundtrip(vim).config() == vim.config()
+
+
+def test_knn_add_reference_equals_fitting_on_all_and_keeps_the_threshold(features):
+    f = features
+    old, new = f.X[f.y < 2], f.X[f.y == 2]
+    grown = KNNDetector(n_neighbors=5, contamination=0.05).fit(old)
+    offset = grown.offset_
+    grown.add_reference(new)
+    refit = KNNDetector(n_neighbors=5).fit(np.vstack([old, new]))
+    assert grown.offset_ == offset and grown.reference_.shape == refit.reference_.shape
+    np.testing.assert_allclose(grown.score_samples(f.X_test), refit.score_samples(f.X_test), atol=1e-6)
+    with pytest.raises(ValueError, match="features"):
+        grown.add_reference(new[:, :3])

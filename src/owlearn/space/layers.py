@@ -192,7 +192,7 @@ class LayerEnsembleDetector(OutlierDetector):
         for i, block in enumerate(self.blocks_):
             getattr(self, f"block{i}_").add_class(parts[block], name=name)
         if getattr(self, "knn_block_", None) is not None:  # the new images join the reference set
-            self.knn_.fit(np.concatenate([self.knn_.reference_, parts[self.knn_block_].numpy()]))
+            self.knn_.add_reference(parts[self.knn_block_])
 
     def left_out_scores(self, features: Any, at_most: int | None = None) -> np.ndarray:
         """Scores of the examples of the class just added (:meth:`add_class`), each as if it had been left

@@ -495,6 +495,20 @@ class KNNDetector(_NeighborDetector):
         dist, _ = self._neighbors().query(Q, self.n_neighbors_)
         return (-dist[:, -1]).numpy()
 
+    def add_reference(self, features: Any) -> Self:
+        """Add samples to the reference set, e.g. the examples of a class taught later.
+
+        The same as fitting on the old references and the new samples together, without normalising and
+        copying the old ones again: only the search structure is rebuilt. The threshold is kept. With
+        ``max_reference`` set, the set may grow beyond it (a refit would subsample).
+        """
+        check_fitted(self, self._fitted_attr)
+        new = _normalize(self._features(features, keep_float32=True)).numpy()
+        self.reference_ = np.concatenate([self.reference_, new.astype(self.reference_.dtype, copy=False)])
+        self.n_neighbors_ = min(_check_k(self.n_neighbors, "n_neighbors"), self.reference_.shape[0])
+        self._index = _NeighborIndex(torch.from_numpy(self.reference_))
+        return self
+
     def left_out_scores(self, features: Any, at_most: int | None = None) -> np.ndarray:
         """Scores of samples that are in the reference set, each with its k-th neighbour taken among the
         others (in-sample, every reference would be its own nearest neighbour); ``at_most``: of a seeded
