@@ -36,6 +36,16 @@ FIRST = [0, 1, 2, 3, 4]
 DEFAULT_WIDTHS = (32, 64, 128, 256)  # the ConvNet's own default
 
 
+def width_tag(widths) -> str:
+    """``""`` for the ConvNet's default widths, else ``-w24-48-96-192``: in model and results file names."""
+    return "" if tuple(widths) == DEFAULT_WIDTHS else "-w" + "-".join(map(str, widths))
+
+
+def network_path(models: Path, widths, head: str, epochs: int, seed: int) -> Path:
+    """Where the 5-class network of this recipe and seed is saved (and looked for)."""
+    return models / f"fashion5-convnet{width_tag(widths)}-{head}-epochs{epochs}-seed{seed}.owl"
+
+
 def ten_class_accuracy(model, test) -> float:
     """Accuracy on the whole 10-class test set; images of classes the model does not know count as errors."""
     aligned = test.relabel(model.classes)
@@ -123,8 +133,7 @@ def main() -> None:
     first = train_all.select_classes(FIRST).relabel([names[c] for c in FIRST])
     runs = []
     for seed in args.seeds:
-        width_tag = "" if tuple(args.widths) == DEFAULT_WIDTHS else "-w" + "-".join(map(str, args.widths))
-        path = args.models / f"fashion5-convnet{width_tag}-{args.head}-epochs{args.epochs}-seed{seed}.owl"
+        path = network_path(args.models, args.widths, args.head, args.epochs, seed)
         if path.exists() and not args.quick:
             model = OwlModel.load(path)
             train_s = model.info["b3_train_seconds"]
@@ -147,9 +156,7 @@ def main() -> None:
         run = {"seed": seed, "train_seconds": train_s, "network_file": path.name, "softmax_after_5": softmax_acc,
                "gaussian": {}}
         for kind in args.gaussian_features:
-            model.components.pop("gaussian", None)
-            model.info.pop("added_classes", None)
-            model.fit_gaussian(first, features=kind)
+            model.fit_gaussian(first, features=kind)  # a fresh classifier: the classes added before are gone
             steps = [{"classes": 5, "accuracy": ten_class_accuracy(model, test)}]
             print(f"  Gaussian on {kind}: after 5 classes {steps[0]['accuracy']:.4f}", flush=True)
             for c in range(5, 10):

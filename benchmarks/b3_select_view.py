@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from b3_add_classes import DEFAULT_WIDTHS, FIRST
+from b3_add_classes import DEFAULT_WIDTHS, FIRST, network_path, width_tag
 from owlearn.data.sources import load_dataset
 from owlearn.model import GAUSSIAN_FEATURES, OwlModel
 
@@ -27,8 +27,6 @@ HELD_OUT = 6_000
 
 def held_out_accuracy(model: OwlModel, fit, held_out, view: str) -> float:
     names = fit.class_names
-    model.components.pop("gaussian", None)
-    model.info.pop("added_classes", None)
     model.fit_gaussian(fit.select_classes(FIRST).relabel([names[c] for c in FIRST]), features=view)
     for c in range(len(FIRST), len(names)):
         model.add_class(names[c], fit.subset(fit.labels == c))
@@ -48,10 +46,9 @@ def main() -> None:
     train = load_dataset("fashion-mnist", "train")
     order = torch.from_numpy(np.random.default_rng(0).permutation(len(train)))
     held_out, fit = train.subset(order[:HELD_OUT].sort().values), train.subset(order[HELD_OUT:].sort().values)
-    width_tag = "" if tuple(args.widths) == DEFAULT_WIDTHS else "-w" + "-".join(map(str, args.widths))
     runs = []
     for seed in args.seeds:
-        path = args.models / f"fashion5-convnet{width_tag}-{args.head}-epochs{args.epochs}-seed{seed}.owl"
+        path = network_path(args.models, args.widths, args.head, args.epochs, seed)
         if not path.exists():
             raise SystemExit(f"{path} is missing: train it with b3_add_classes.py --train-only (same options)")
         model = OwlModel.load(path)
@@ -62,7 +59,7 @@ def main() -> None:
     chosen = max(args.views, key=lambda v: summary[v]["mean"])
     config = {"epochs": args.epochs, "head": args.head, "widths": args.widths, "held_out_images": HELD_OUT,
               "split_seed": 0, "fit_images": len(fit), "views": args.views}
-    out = args.out or Path(__file__).parent / "results" / f"b3_select_view{width_tag}.json"
+    out = args.out or Path(__file__).parent / "results" / f"b3_select_view{width_tag(args.widths)}.json"
     write_results("b3_select_view", config, {"runs": runs, "held_out_accuracy": summary, "chosen": chosen},
                   started, out)
 

@@ -271,6 +271,7 @@ class OwlModel:
             gaussian = GaussianClassifier().fit(feats, mine.labels.numpy(), class_names=self.class_names)
         self.components["gaussian"] = gaussian
         self.info["gaussian_features"] = features
+        self.info.pop("added_classes", None)  # a fresh classifier knows the network's classes only
         return gaussian
 
     def add_class(self, name: str, images) -> int:
