@@ -55,7 +55,7 @@ def run(data, config: IICConfig, eval_every: int) -> dict:
 
     def on_epoch(trainer, epoch, logs):
         clock["train"] += time.perf_counter() - clock["last"]
-        if (epoch + 1) % eval_every == 0 or epoch + 1 == config.epochs:
+        if (epoch + 1) % eval_every == 0 or epoch + 1 == config.epochs + config.self_label_epochs:
             assignments = all_head_assignments(trainer.model, data)
             s = score(labels, assignments, logs["best_head"])
             curve.append({"epoch": epoch + 1, "train_seconds": clock["train"], "loss": logs["loss"],
@@ -81,7 +81,9 @@ def summarise(dataset: str, alpha: float, images: int, runs: list[dict]) -> dict
 
 # settings that change what a run measures; seeds, output and evaluation cadence do not
 _RECIPE_KEYS = ("size", "repeats", "restart_epochs", "batch_size", "lr", "sub_heads", "overclusters", "epochs",
-                "quick")
+                "quick", "self_label_epochs", "self_label_threshold", "self_label_lr")
+# what the files from before these settings existed ran
+_RECIPE_DEFAULTS = {"self_label_epochs": 0, "self_label_threshold": 0.99, "self_label_lr": 1e-4}
 
 
 def merge(earlier_path: Path, config: dict, results: dict) -> tuple[str, dict, dict]:
@@ -91,8 +93,8 @@ def merge(earlier_path: Path, config: dict, results: dict) -> tuple[str, dict, d
     Refuses to mix recipes: a mean over seeds is only a mean if every seed ran the same recipe.
     """
     earlier = json.loads(earlier_path.read_text())
-    differ = {k: (earlier["config"].get(k), config.get(k)) for k in _RECIPE_KEYS
-              if earlier["config"].get(k) != config.get(k)}
+    before = {k: earlier["config"].get(k, _RECIPE_DEFAULTS.get(k)) for k in _RECIPE_KEYS}
+    differ = {k: (before[k], config.get(k)) for k in _RECIPE_KEYS if before[k] != config.get(k)}
     if differ:
         raise SystemExit(f"--merge-into {earlier_path}: its recipe differs from this run's "
                          f"(setting: (earlier, now)) {differ}; run with the same settings or write a new file")
@@ -118,6 +120,10 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--restart-epochs", type=int, default=5,
                    help="last epochs after restarting the main sub-heads from k-means (0: never)")
+    p.add_argument("--self-label-epochs", type=int, default=0,
+                   help="epochs of self-labelling after the IIC epochs (0: none)")
+    p.add_argument("--self-label-threshold", type=float, default=0.99)
+    p.add_argument("--self-label-lr", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--sub-heads", type=int, default=5)
@@ -142,15 +148,20 @@ def main() -> None:
                 config = IICConfig(clusters=len(data.class_names), overclusters=args.overclusters,
                                    sub_heads=args.sub_heads, alpha=alpha, size=args.size or None,
                                    repeats=args.repeats, restart_epochs=args.restart_epochs, epochs=epochs,
-                                   batch_size=args.batch_size, lr=args.lr,
-                                   seed=seed, device=args.device)
+                                   self_label_epochs=args.self_label_epochs,
+                                   self_label_threshold=args.self_label_threshold,
+                                   self_label_lr=args.self_label_lr, batch_size=args.batch_size,
+                                   lr=args.lr, seed=seed, device=args.device)
                 print(f"{name} α={alpha:g} seed {seed}", flush=True)
                 runs.append({"seed": seed, "commit": start_commit(), **run(data, config, args.eval_every)})
             results[f"{name} α={alpha:g}"] = summarise(name, alpha, len(data), runs)
     config = {k: (str(v) if not isinstance(v, int | float | str | list | bool | type(None)) else v)
               for k, v in vars(args).items()}
     config["recipe"] = IICConfig(size=args.size or None, repeats=args.repeats, batch_size=args.batch_size,
-                                 lr=args.lr, restart_epochs=args.restart_epochs).to_json()
+                                 lr=args.lr, restart_epochs=args.restart_epochs,
+                                 self_label_epochs=args.self_label_epochs,
+                                 self_label_threshold=args.self_label_threshold,
+                                 self_label_lr=args.self_label_lr).to_json()
     name, extra = "b5_cluster" + (f"-{args.tag}" if args.tag else ""), None
     if args.merge_into:
         # the merged file keeps its own name, whatever --tag this run had

@@ -115,7 +115,8 @@ def test_config_round_trips_through_json():
     assert IICConfig.from_json(cfg.to_json()) == cfg
 
 
-@pytest.mark.parametrize("bad", [{"repeats": 0}, {"size": 4}, {"restart_epochs": -1}])
+@pytest.mark.parametrize("bad", [{"repeats": 0}, {"size": 4}, {"restart_epochs": -1}, {"self_label_epochs": -1},
+                                 {"self_label_threshold": 1.0}, {"self_label_lr": 0.0}])
 def test_bad_config_is_refused(bad):
     with pytest.raises(ValueError):
         small_config(**bad)
@@ -148,10 +149,38 @@ def test_cluster_command_writes_scores_plots_and_sheets(tmp_path):
     from owlearn.cli import app
 
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["cluster", "digits", "--limit", "200", "--epochs", "1", "--size", "8",
-                                      "--sub-heads", "2", "--batch-size", "100", "--out", str(out), "--no-progress"])
+    result = CliRunner().invoke(app, ["cluster", "digits", "--limit", "200", "--epochs", "2", "--size", "8",
+                                      "--self-label-epochs", "1", "--sub-heads", "2", "--batch-size", "100",
+                                      "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["accuracy"] <= 1 and len(metrics["sub_head_accuracies"]) == 2
     assert (out / "joint_P.png").exists() and (out / "confusion_matched.png").exists()
     assert list((out / "clusters").glob("cluster-*.png"))
+
+
+def test_self_label_loss_is_balanced_cross_entropy_on_the_sure_rows_only():
+    from owlearn.cluster.train import self_label_loss
+
+    probs = torch.tensor([[0.995, 0.005, 0.0], [0.999, 0.001, 0.0], [0.001, 0.999, 0.0], [0.6, 0.4, 0.0]])
+    logits = torch.randn(4, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    loss = self_label_loss(probs, logits, threshold=0.99)
+    # rows 0-2 are sure (targets 0, 0, 1); cluster 0 has two of them, so each weighs half as much as row 2
+    nll = -torch.log_softmax(logits.detach(), dim=1)
+    weights = torch.tensor([1.5, 1.5, 3.0])
+    expected = (weights * torch.stack([nll[0, 0], nll[1, 0], nll[2, 1]])).sum() / weights.sum()
+    assert torch.allclose(loss, expected)
+    loss.backward()
+    assert torch.all(logits.grad[3] == 0)  # the unsure row teaches nothing
+    none_sure = self_label_loss(torch.full((2, 3), 1 / 3), logits, threshold=0.99)
+    assert float(none_sure.detach()) == 0.0 and none_sure.requires_grad
+
+
+def test_self_labelling_epochs_keep_the_recovered_clusters_and_the_choice_by_loss(patterns, one_thread):
+    data = patterns(n_per_class=40)
+    result = fit_iic(data, small_config(epochs=30, sub_heads=5, self_label_epochs=4, self_label_lr=1e-3),
+                     progress=False)
+    acc, _ = hungarian_accuracy(data.labels.numpy(), assign(result.model, data))
+    assert acc >= 0.95
+    assert len(result.history) == 34 and result.history[-1]["epoch"] == 34
+    assert result.best_head == int(np.argmin(result.history[-1]["head_losses"]))

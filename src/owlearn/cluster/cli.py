@@ -26,6 +26,12 @@ def cluster(
     restart_epochs: int = typer.Option(
         5, min=0, help="The last N epochs restart every main sub-head from k-means on the trunk's features "
                        "(escapes partitions that merge two classes; 0 never restarts)."),
+    self_label_epochs: int = typer.Option(
+        0, min=0, help="Epochs of self-labelling after the IIC epochs: each sub-head learns to give a strongly "
+                       "augmented image the cluster it is sure of for a lightly augmented copy (0: none)."),
+    self_label_threshold: float = typer.Option(
+        0.99, min=0.0, max=1.0, help="How sure a sub-head must be of an image for it to be a self-labelling target."),
+    self_label_lr: float = typer.Option(1e-4, min=0.0, help="Adam learning rate while self-labelling."),
     batch_size: int = typer.Option(256, min=2, help="Images per step (before repeats)."),
     lr: float = typer.Option(1e-3, min=0.0, help="Adam learning rate."),
     limit: int | None = typer.Option(None, min=1, help="Cluster only the first N images."),
@@ -52,7 +58,8 @@ def cluster(
         dataset = dataset.subset(torch.arange(min(limit, len(dataset))))
     config = IICConfig(clusters=clusters, overclusters=overclusters, sub_heads=sub_heads, alpha=alpha,
                        size=size or None, repeats=repeats, epochs=epochs, restart_epochs=restart_epochs,
-                       batch_size=min(batch_size, len(dataset)),
+                       self_label_epochs=self_label_epochs, self_label_threshold=self_label_threshold,
+                       self_label_lr=self_label_lr, batch_size=min(batch_size, len(dataset)),
                        lr=lr, seed=seed, device=device, precision=precision)
     console.print(f"Clustering {len(dataset):,} images of {dataset.name} into {clusters} groups "
                   f"(IIC, α={alpha:g}, {sub_heads} sub-heads, {epochs} epochs)")
