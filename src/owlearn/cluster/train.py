@@ -198,13 +198,12 @@ class SelfLabelObjective(IICObjective):
             targets = [F.softmax(head(f_light).float(), dim=1) for head in heads]
         f_strong = model.features(strong)
         outputs = [head(f_strong) for head in heads]
-        losses = []
-        for sure, logits in zip(targets, outputs):
-            with torch.no_grad():
-                self.epoch_losses[len(losses)] += float(iic_loss(sure, F.softmax(logits.float(), dim=1), cfg.alpha))
-            losses.append(self_label_loss(sure, logits, cfg.self_label_threshold))
+        with torch.no_grad():  # one copy to the host per step, as in IIC's epochs
+            self.epoch_losses += torch.stack([iic_loss(sure, F.softmax(logits.float(), dim=1), cfg.alpha)
+                                              for sure, logits in zip(targets, outputs)]).float().cpu()
         self.steps += 1
-        return torch.stack(losses).mean()
+        return torch.stack([self_label_loss(sure, logits, cfg.self_label_threshold)
+                            for sure, logits in zip(targets, outputs)]).mean()
 
 
 def self_label_loss(target_probs: torch.Tensor, logits: torch.Tensor, threshold: float) -> torch.Tensor:
