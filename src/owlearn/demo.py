@@ -82,7 +82,7 @@ def run_demo(out_dir: str | Path = "owlearn-demo", *, epochs: int = 30, seed: in
     console.print(f"Finished in {summary['seconds']:.0f} s. Next:\n"
                   f"  owlearn predict {model_path} some_digit.png\n"
                   f"  owlearn serve {model_path}              # draw digits in the browser, teach new ones\n"
-                  f"  owlearn cluster digits --size 0         # find the digit classes without labels (IIC)\n"
+                  f"  owlearn cluster digits --size 0 --batch-size 128  # the digits without labels (IIC, 2 min)\n"
                   f"  owlearn data list                       # other datasets\n"
                   f"  owlearn train --data fashion-mnist --epochs 10 --gaussian --out fashion.owl\n"
                   f"  owlearn evaluate fashion.owl --ood mnist")

@@ -22,7 +22,8 @@ def cluster(
     alpha: float = typer.Option(1.0, min=0.0, help="Weight of the marginal-entropy terms (1 = mutual information)."),
     size: int = typer.Option(16, min=0, help="Side images are resized to before training (0 keeps it)."),
     repeats: int = typer.Option(2, min=1, help="Augmented pairs of every image per batch."),
-    epochs: int = typer.Option(30, min=1, help="Passes over the images."),
+    epochs: int | None = typer.Option(
+        None, min=1, help="Passes over the images (default: 30, or as many as give a small set 1,100 steps)."),
     restart_epochs: int = typer.Option(
         5, min=0, help="The last N epochs restart every main sub-head from k-means on the trunk's features "
                        "(escapes partitions that merge two classes; 0 never restarts)."),
@@ -50,16 +51,18 @@ def cluster(
     import torch
 
     from owlearn.cluster.report import save_cluster_net, write_cluster_report
-    from owlearn.cluster.train import IICConfig, fit_iic
+    from owlearn.cluster.train import IICConfig, epochs_for, fit_iic
     from owlearn.data.sources import load_dataset
 
     dataset = load_dataset(data, split, data_dir=data_dir)
     if limit:
         dataset = dataset.subset(torch.arange(min(limit, len(dataset))))
+    batch_size = min(batch_size, len(dataset))
+    epochs = epochs or epochs_for(len(dataset), batch_size)
     config = IICConfig(clusters=clusters, overclusters=overclusters, sub_heads=sub_heads, alpha=alpha,
                        size=size or None, repeats=repeats, epochs=epochs, restart_epochs=restart_epochs,
                        self_label_epochs=self_label_epochs, self_label_threshold=self_label_threshold,
-                       self_label_lr=self_label_lr, batch_size=min(batch_size, len(dataset)),
+                       self_label_lr=self_label_lr, batch_size=batch_size,
                        lr=lr, seed=seed, device=device, precision=precision)
     console.print(f"Clustering {len(dataset):,} images of {dataset.name} into {clusters} groups "
                   f"(IIC, α={alpha:g}, {sub_heads} sub-heads, {epochs} epochs)")

@@ -130,6 +130,25 @@ class IICConfig:
         return cls(**data)
 
 
+MIN_STEPS = 1_100
+"""Optimisation steps IIC needs at the least. MNIST-10k's 30 epochs are 1,170 steps of 256 images. scikit-learn's
+1,797 digits get 7 steps an epoch: 30 epochs of them ended in a few large clusters (0.49 accuracy at 8×8), while
+100 epochs of 128 of their 1,438 training images (1,100 steps) reached 0.90."""
+
+
+def epochs_for(images: int, batch_size: int, at_least: int = 30) -> int:
+    """Epochs that give a set of ``images`` at least :data:`MIN_STEPS` steps of ``batch_size`` (and at least
+    ``at_least`` epochs).
+
+    Examples
+    --------
+    >>> epochs_for(10_000, 256), epochs_for(1_797, 128)
+    (30, 79)
+    """
+    steps = max(images // batch_size, 1)
+    return max(at_least, -(-MIN_STEPS // steps))
+
+
 def resize_images(images: torch.Tensor, size: int | None) -> torch.Tensor:
     """uint8 ``(N, C, H, W)`` → uint8 ``(N, C, size, size)`` with antialiasing (unchanged if ``None``)."""
     if size is None or images.shape[-1] == size and images.shape[-2] == size:
