@@ -64,12 +64,10 @@ def _choose_k(features: np.ndarray, max_k: int, seed: int) -> tuple[int, dict[in
 
 
 def discover(model: OwlModel, images, *, k: int | None = None, method: str = "kmeans", max_k: int = 10,
-             seed: int = 0, iic_epochs: int | None = None) -> Discovery:
+             seed: int = 0, iic_epochs: int = 30) -> Discovery:
     """Refuse with the model's detector, then group the refused images into ``k`` groups.
 
-    ``k=None`` picks k in 2 … ``max_k`` by silhouette on the feature vectors. ``iic_epochs=None`` gives IIC
-    as many epochs as make :data:`owlearn.cluster.train.MIN_STEPS` steps (a few thousand refused images
-    are a small set).
+    ``k=None`` picks k in 2 … ``max_k`` by silhouette on the feature vectors.
     """
     if method not in METHODS:
         raise ValueError(f"unknown grouping method {method!r}; choose one of {METHODS}")
@@ -95,15 +93,14 @@ def discover(model: OwlModel, images, *, k: int | None = None, method: str = "km
     return Discovery(rejected, np.asarray(groups, dtype=np.int64), k, method, pred.scores, silhouettes)
 
 
-def _iic_groups(images: torch.Tensor, k: int, seed: int, epochs: int | None) -> np.ndarray:
-    from owlearn.cluster.train import IICConfig, assign, epochs_for, fit_iic
+def _iic_groups(images: torch.Tensor, k: int, seed: int, epochs: int) -> np.ndarray:
+    from owlearn.cluster.train import IICConfig, assign, fit_iic
     from owlearn.data.dataset import ImageDataset
 
     data = ImageDataset(images, torch.zeros(len(images), dtype=torch.long), ["?"], name="refused")
     size = min(16, images.shape[-1])
-    batch_size = min(256, len(images))
-    result = fit_iic(data, IICConfig(clusters=k, seed=seed, epochs=epochs or epochs_for(len(images), batch_size),
-                                     size=size, batch_size=batch_size), progress=False)
+    result = fit_iic(data, IICConfig(clusters=k, seed=seed, epochs=epochs, size=size,
+                                     batch_size=min(256, len(images))), progress=False)
     return assign(result.model, data)
 
 
