@@ -181,12 +181,15 @@ class IICObjective:
         self.epoch_losses.zero_()
         self.steps = 0
 
+    def views(self, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
+        """The light and the strong view of every image of the step, each image ``repeats`` times."""
+        cfg = self.config
+        x = step.x_raw.repeat(cfg.repeats, 1, 1, 1)
+        return augment_batch(x, cfg.first_view, step.generator), augment_batch(x, cfg.view, step.generator)
+
     def __call__(self, step: Step) -> torch.Tensor:
         cfg, model = self.config, step.model
-        x = step.x_raw.repeat(cfg.repeats, 1, 1, 1)
-        v1 = augment_batch(x, cfg.first_view, step.generator)
-        v2 = augment_batch(x, cfg.view, step.generator)
-        both = torch.cat([v1, v2]).contiguous(memory_format=torch.channels_last)
+        both = torch.cat(self.views(step)).contiguous(memory_format=torch.channels_last)
         f1, f2 = model.features(both).chunk(2)
         main = [iic_loss(a, b, cfg.alpha) for a, b in zip(model.main(f1), model.main(f2))]
         self.epoch_losses += torch.stack([m.detach().float().cpu() for m in main])
@@ -208,9 +211,7 @@ class SelfLabelObjective(IICObjective):
 
     def __call__(self, step: Step) -> torch.Tensor:
         cfg, model = self.config, step.model
-        x = step.x_raw.repeat(cfg.repeats, 1, 1, 1)
-        light = augment_batch(x, cfg.first_view, step.generator).contiguous(memory_format=torch.channels_last)
-        strong = augment_batch(x, cfg.view, step.generator).contiguous(memory_format=torch.channels_last)
+        light, strong = (v.contiguous(memory_format=torch.channels_last) for v in self.views(step))
         heads = model.main.heads  # their logits: ClusterHeads itself answers probabilities
         with torch.no_grad():
             f_light = model.features(light)
