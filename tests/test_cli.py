@@ -237,9 +237,17 @@ def test_continual_command_reports_every_strategy(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads((out / "continual.json").read_text())
     assert set(report) == {"naive", "icarl"}
+    assert report["icarl"]["strategy_config"]["selection"] == "kernel-herding"
     # a memory of old digits keeps them; fine-tuning alone forgets the first experience
     assert report["icarl"]["final_accuracy"] > report["naive"]["final_accuracy"]
     assert (out / "continual-accuracy.png").exists() and (out / "continual-icarl-confusion.png").exists()
+
+
+def test_continual_refuses_an_unknown_exemplar_rule_before_loading_data(tmp_path):
+    result = runner.invoke(app, ["continual", "--strategy", "icarl", "--icarl-selection", "random",
+                                 "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "--icarl-selection" in result.output and "kernel-herding" in result.output
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("command", [["train", "--data", "digits"], ["cluster", "digits"],

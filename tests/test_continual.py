@@ -23,7 +23,7 @@ from owlearn.continual import (
     make_strategy,
     run_continual,
 )
-from owlearn.continual.memory import random_order
+from owlearn.continual.memory import kernel_herding, random_order
 from owlearn.continual.regularization import EWCPenalty, stable_curvature
 from owlearn.continual.simple import layer_features
 from owlearn.data import ImageDataset
@@ -163,6 +163,43 @@ def test_herding_picks_what_the_papers_rule_picks(seed):
     g = torch.Generator().manual_seed(seed)
     features = torch.randn(40, 6, generator=g).abs() + torch.rand(40, 1, generator=g)
     assert herding(features, 12).tolist() == _herding_as_written(features, 12)
+
+
+def _kernel_herding_as_written(features, m, bandwidth):
+    """Chen, Welling & Smola (2010), literally: p_t = argmax_x E_i k(x, x_i) - 1/t sum_{j<t} k(x, p_j), with a
+    Gaussian kernel on unit vectors whose width is bandwidth × the median squared distance (all pairs)."""
+    phi = F.normalize(features.double(), dim=1)
+    squared = torch.cdist(phi, phi) ** 2
+    h2 = bandwidth * squared[~torch.eye(len(phi), dtype=torch.bool)].median()
+    k = torch.exp(-squared / (2 * h2))
+    picked = []
+    for t in range(1, m + 1):
+        score = k.mean(1) - (k[:, picked].sum(1) / t if picked else 0)
+        score[picked] = -float("inf")
+        picked.append(int(score.argmax()))
+    return picked
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kernel_herding_picks_what_the_direct_rule_picks(seed):
+    g = torch.Generator().manual_seed(seed)
+    features = torch.randn(60, 5, generator=g).abs() + torch.rand(60, 1, generator=g)
+    # fewer than 1,000 images: the median is taken over all pairs, as in the direct rule
+    assert kernel_herding(features, 15, bandwidth=0.25, block=7).tolist() == _kernel_herding_as_written(
+        features, 15, 0.25)
+
+
+def test_kernel_herding_keeps_the_classes_spread_where_herding_keeps_its_centre():
+    # 90% of the images around one direction, 10% around another: the first 20 picks of kernel herding
+    # hold about 10% from the small group; the paper's herding, matching only the mean, holds none
+    g = torch.Generator().manual_seed(0)
+    main = torch.randn(180, 8, generator=g) * 0.3 + F.one_hot(torch.tensor(0), 8) * 3
+    minor = torch.randn(20, 8, generator=g) * 0.3 + F.one_hot(torch.tensor(1), 8) * 3
+    features = torch.cat([main, minor])
+    assert int((kernel_herding(features, 20) >= 180).sum()) == 2
+    assert int((herding(features, 20) >= 180).sum()) == 0
+    identical = kernel_herding(torch.ones(5, 3), 5)  # zero median distance: still a full, valid order
+    assert sorted(identical.tolist()) == list(range(5))
 
 
 def test_memory_is_rebalanced_as_classes_arrive_and_keeps_priority_order():
@@ -345,3 +382,17 @@ def test_icarl_on_the_pre_fc_layer_classifies_in_that_space():
     torch.testing.assert_close(strategy.predict(ctx, data.images), expected)
     with pytest.raises(ValueError, match="layer"):
         make_strategy("icarl", layer="logits")
+
+
+def test_icarl_selection_rule_is_a_choice_and_both_rules_fill_the_memory():
+    data = _quadrants()
+    sc = class_incremental(data, data, 2)
+    for selection in ("herding", "kernel-herding"):
+        strategy = make_strategy("icarl", memory_size=20, selection=selection)
+        run_continual(sc, strategy, _tiny_net(), config=b4_config(epochs=1))
+        assert strategy.memory.sizes() == {0: 5, 1: 5, 2: 5, 3: 5}
+        assert strategy.config()["selection"] == selection
+    with pytest.raises(ValueError, match="selection"):
+        make_strategy("icarl", selection="random")
+    with pytest.raises(ValueError, match="bandwidth"):
+        make_strategy("icarl", bandwidth=0.0)

@@ -42,6 +42,9 @@ def continual(
     icarl_metric: str = typer.Option(
         "mahalanobis", help="iCaRL's nearest-mean-of-exemplars rule: mahalanobis (the exemplars' shared "
                             "covariance) or cosine (the paper's)."),
+    icarl_selection: str = typer.Option(
+        "kernel-herding", help="How iCaRL picks its exemplars: kernel-herding (matches each class's spread) or "
+                               "herding (the paper's: matches the class mean)."),
     train_limit: int | None = typer.Option(None, min=1, help="Use only the first N training images (quick runs)."),
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and memory selection."),
     device: str = typer.Option("auto", help="auto, cpu, cuda …"),
@@ -63,12 +66,16 @@ def continual(
     if unknown or not names:
         raise typer.BadParameter(f"unknown strategy {', '.join(unknown) or '(none)'}; choose from "
                                  f"{', '.join(STRATEGIES)} or all", param_hint="--strategy")
+    if icarl_metric not in ("mahalanobis", "cosine"):
+        raise typer.BadParameter(f"{icarl_metric!r}: choose mahalanobis or cosine", param_hint="--icarl-metric")
+    if icarl_selection not in ("kernel-herding", "herding"):
+        raise typer.BadParameter(f"{icarl_selection!r}: choose kernel-herding or herding",
+                                 param_hint="--icarl-selection")
     stream = _scenario(scenario, data, experiences, class_order, order_seed, train_limit, data_dir)
     _out.print(f"[bold]{stream.name}[/bold]: {len(stream)} experiences "
                f"({', '.join(e.name for e in stream.experiences)}); {backbone}, {epochs} epochs each")
-    if icarl_metric not in ("mahalanobis", "cosine"):
-        raise typer.BadParameter(f"{icarl_metric!r}: choose mahalanobis or cosine", param_hint="--icarl-metric")
-    params = {"icarl": {"memory_size": memory_size, "temperature": temperature, "metric": icarl_metric},
+    params = {"icarl": {"memory_size": memory_size, "temperature": temperature, "metric": icarl_metric,
+                        "selection": icarl_selection},
               "replay": {"memory_size": memory_size},
               "ewc": {"strength": ewc_strength}, "online-ewc": {"strength": ewc_strength},
               "lwf": {"temperature": temperature}}
