@@ -446,6 +446,32 @@ def _b4_icarl_layer_selection() -> list[str]:
         space = (f"pre-fc (320-d, power {params['power']:g})" if params.get("layer") == "pre-fc"
                  else "features (50-d)")
         lines.append(f"| {space} | {params['distill_weight']} | {params['metric']} | {r['held_out_accuracy']:.4f} |")
+    return lines + [""] + [f"Note: {n}" for n in sel.get("notes", [])] + ["", f"Produced by {_provenance(sel)}."] \
+        + _b4_icarl_exemplar_selection()
+
+
+def _b4_icarl_exemplar_selection() -> list[str]:
+    """The later choice of iCaRL's exemplar rule, on the same held-out images, over several seeds."""
+    path = RESULTS / "b4_icarl_select-exemplars.json"
+    if not path.exists():
+        return []
+    sel = json.loads(path.read_text())
+    seeds = sel["config"]["seeds"]
+    by_params: dict[str, list[dict]] = {}
+    for r in sel["results"]["runs"]:
+        by_params.setdefault(json.dumps(r["params"]), []).append(r)
+    lines = ["", "Then the rule that picks the exemplars, on the same held-out images and split, each candidate with "
+             f"seeds {', '.join(map(str, seeds))} (distillation weight 0.5, Mahalanobis nearest mean): the paper's "
+             "herding, which matches the exemplars' mean to the class mean, against kernel herding with a Gaussian "
+             "kernel (width × the median distance), which matches the class's spread; "
+             f"chosen: {sel['results']['chosen']}:", "",
+             "| exemplar rule | held-out accuracy (mean) | per seed |", "|---|---|---|"]
+    for runs in by_params.values():
+        params = runs[0]["params"]
+        rule = ("kernel herding, width " + f"{params['bandwidth']:g}" if params.get("selection") == "kernel-herding"
+                else "herding (the paper's)")
+        accs = [r["held_out_accuracy"] for r in sorted(runs, key=lambda r: r["seed"])]
+        lines.append(f"| {rule} | {sum(accs) / len(accs):.4f} | {', '.join(f'{a:.4f}' for a in accs)} |")
     return lines + [""] + [f"Note: {n}" for n in sel.get("notes", [])] + ["", f"Produced by {_provenance(sel)}."]
 
 

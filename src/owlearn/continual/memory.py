@@ -70,9 +70,8 @@ def kernel_herding(features: torch.Tensor, m: int, bandwidth: float = 0.25, bloc
     n = len(phi)
     m = min(m, n)
     sample = phi[torch.randperm(n, generator=torch.Generator().manual_seed(0))[:1000]]
-    squared = (2 - 2 * sample @ sample.T).clamp_min_(0)  # ‖a − b‖² of unit vectors
-    off_diagonal = squared[~torch.eye(len(sample), dtype=torch.bool)]
-    scale = 2 * bandwidth * float(off_diagonal.median()) if len(off_diagonal) else 1.0
+    distances = torch.pdist(sample)  # each pair once: no n² matrix or mask
+    scale = 2 * bandwidth * float(distances.median()) ** 2 if len(distances) else 1.0
     scale = scale if scale > 0 else 1.0  # all images identical: any positive width gives the same picks
 
     def kernel(rows: torch.Tensor) -> torch.Tensor:  # (len(rows), n), from dot products: GEMM, not cdist
@@ -80,7 +79,7 @@ def kernel_herding(features: torch.Tensor, m: int, bandwidth: float = 0.25, bloc
 
     density = torch.zeros(n, dtype=torch.float64)  # (1/n) Σ_i k(x, x_i)
     for start in range(0, n, block):
-        density += kernel(phi[start:start + block]).sum(0, dtype=torch.float64)
+        density += kernel(phi[start:start + block]).sum(0)  # float32 sums of a block, added in float64
     density /= n
     picked_sum = torch.zeros(n, dtype=torch.float64)  # Σ_{j<t} k(x, p_j)
     available = torch.ones(n, dtype=torch.bool)
