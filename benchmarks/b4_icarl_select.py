@@ -7,7 +7,7 @@ the last experience. The setting with the best held-out accuracy becomes the def
 measures on the real test set. Candidates run two at a time, one torch thread each.
 
 python benchmarks/b4_icarl_select.py [--quick]
-python benchmarks/b4_icarl_select.py --selections herding kernel-herding --bandwidths 0.1 0.25 1.0 \
+python benchmarks/b4_icarl_select.py --selections herding kernel-herding random --bandwidths 0.1 0.25 1.0 \
     --distill-weights 0.5 --metrics mahalanobis --seeds 0 1 --out benchmarks/results/b4_icarl_select-exemplars.json
 
 With several seeds every candidate runs once per seed and is ranked by its mean held-out accuracy.
@@ -29,7 +29,7 @@ from common import ROOT, base_parser, write_results
 
 HELD_OUT = 6000
 GRID = {"distill_weight": [1.0, 0.5, 0.25, 0.1], "metric": ["cosine", "mahalanobis"], "layer": ["features"],
-        "selection": ["herding", "kernel-herding"]}
+        "selection": ["herding", "kernel-herding", "random"]}
 POWER = {"features": 1.0, "pre-fc": 0.5}  # pre-fc ReLU maps get Tukey's square root, as in the Gaussian strategy
 
 
@@ -85,7 +85,7 @@ def main() -> None:
         return
     started = time.time()
     selections = [{}] if args.selections is None else [
-        {"selection": "herding"} if sel == "herding" else {"selection": sel, "bandwidth": b}
+        {"selection": sel} if sel != "kernel-herding" else {"selection": sel, "bandwidth": b}
         for sel in args.selections for b in (args.bandwidths if sel == "kernel-herding" else [None])]
     candidates = [{"distill_weight": w, "metric": m} | ({} if layer == "features" else
                                                        {"layer": layer, "power": POWER[layer]}) | chosen_selection

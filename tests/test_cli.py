@@ -244,7 +244,7 @@ def test_continual_command_reports_every_strategy(tmp_path):
 
 
 def test_continual_refuses_an_unknown_exemplar_rule_before_loading_data(tmp_path):
-    result = runner.invoke(app, ["continual", "--strategy", "icarl", "--icarl-selection", "random",
+    result = runner.invoke(app, ["continual", "--strategy", "icarl", "--icarl-selection", "farthest",
                                  "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "--icarl-selection" in result.output and "kernel-herding" in result.output
     assert not (tmp_path / "out").exists()

@@ -387,12 +387,12 @@ def test_icarl_on_the_pre_fc_layer_classifies_in_that_space():
 def test_icarl_selection_rule_is_a_choice_and_both_rules_fill_the_memory():
     data = _quadrants()
     sc = class_incremental(data, data, 2)
-    for selection in ("herding", "kernel-herding"):
+    for selection in ("herding", "kernel-herding", "random"):
         strategy = make_strategy("icarl", memory_size=20, selection=selection)
         run_continual(sc, strategy, _tiny_net(), config=b4_config(epochs=1))
         assert strategy.memory.sizes() == {0: 5, 1: 5, 2: 5, 3: 5}
         assert strategy.config()["selection"] == selection
     with pytest.raises(ValueError, match="selection"):
-        make_strategy("icarl", selection="random")
+        make_strategy("icarl", selection="farthest")
     with pytest.raises(ValueError, match="bandwidth"):
         make_strategy("icarl", bandwidth=0.0)

@@ -43,8 +43,8 @@ def continual(
         "mahalanobis", help="iCaRL's nearest-mean-of-exemplars rule: mahalanobis (the exemplars' shared "
                             "covariance) or cosine (the paper's)."),
     icarl_selection: str = typer.Option(
-        "kernel-herding", help="How iCaRL picks its exemplars: kernel-herding (matches each class's spread) or "
-                               "herding (the paper's: matches the class mean)."),
+        "kernel-herding", help="How iCaRL picks its exemplars: kernel-herding (matches each class's spread), "
+                               "herding (the paper's: matches the class mean) or random."),
     train_limit: int | None = typer.Option(None, min=1, help="Use only the first N training images (quick runs)."),
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and memory selection."),
     device: str = typer.Option("auto", help="auto, cpu, cuda …"),
@@ -68,8 +68,8 @@ def continual(
                                  f"{', '.join(STRATEGIES)} or all", param_hint="--strategy")
     if icarl_metric not in ("mahalanobis", "cosine"):
         raise typer.BadParameter(f"{icarl_metric!r}: choose mahalanobis or cosine", param_hint="--icarl-metric")
-    if icarl_selection not in ("kernel-herding", "herding"):
-        raise typer.BadParameter(f"{icarl_selection!r}: choose kernel-herding or herding",
+    if icarl_selection not in ("kernel-herding", "herding", "random"):
+        raise typer.BadParameter(f"{icarl_selection!r}: choose kernel-herding, herding or random",
                                  param_hint="--icarl-selection")
     stream = _scenario(scenario, data, experiences, class_order, order_seed, train_limit, data_dir)
     _out.print(f"[bold]{stream.name}[/bold]: {len(stream)} experiences "

@@ -73,6 +73,9 @@ class Replay(Strategy):
         self.memory.add_classes(exp.train, exp.classes, lambda images, m: random_order(len(images), m, seed))
 
 
+SELECTIONS = ("kernel-herding", "herding", "random")
+
+
 class ICaRL(Strategy):
     """iCaRL (Rebuffi et al. 2017): exemplars chosen by herding in a fixed memory re-balanced as classes
     arrive, distillation of the old classes' outputs, and nearest-mean-of-exemplars classification.
@@ -87,9 +90,10 @@ class ICaRL(Strategy):
         picks are the most typical images, so a class shrunk to a few hundred keeps none from its edges.
         ``"kernel-herding"`` (default): the same greedy rule with a Gaussian kernel of width ``bandwidth``
         × the median distance (:func:`~owlearn.continual.memory.kernel_herding`), which matches the
-        class's whole distribution. On 6,000 held-out Fashion-MNIST training images in B4's setting
-        (``benchmarks/b4_icarl_select.py``, seeds 0-1) it gave 0.863 against 0.831 for the paper's
-        herding; bandwidths 0.1 / 0.25 / 1.0 gave 0.862 / 0.863 / 0.863.
+        class's whole distribution. ``"random"``: a seeded random sample, as replay keeps. On 6,000
+        held-out Fashion-MNIST training images in B4's setting (``benchmarks/b4_icarl_select.py``, seeds
+        0-1) kernel herding gave 0.863 against 0.831 for the paper's herding; bandwidths 0.1 / 0.25 / 1.0
+        gave 0.862 / 0.863 / 0.863.
     loss
         ``"bce"``: the paper's sigmoid binary cross-entropy, whose targets for the old classes are the
         previous model's sigmoid outputs; ``"ce"`` (default): logit-adjusted cross-entropy on the new
@@ -127,8 +131,8 @@ class ICaRL(Strategy):
                  distill_weight: float = 0.5, means_from: str = "exemplars", metric: str = "mahalanobis",
                  layer: str = "features", power: float = 1.0, selection: str = "kernel-herding",
                  bandwidth: float = 0.25):
-        if selection not in ("herding", "kernel-herding"):
-            raise ValueError(f"selection must be 'herding' or 'kernel-herding', got {selection!r}")
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
         if not bandwidth > 0:
             raise ValueError(f"bandwidth must be positive, got {bandwidth}")
         if loss not in ("bce", "ce"):
@@ -169,12 +173,14 @@ class ICaRL(Strategy):
         return layer_features(ctx, images, self.layer, self.power)
 
     def after_training(self, ctx: Context, exp: Experience, train: ImageDataset) -> None:
-        def by_herding(images: torch.Tensor, m: int) -> torch.Tensor:
+        def select(images: torch.Tensor, m: int) -> torch.Tensor:
+            if self.selection == "random":
+                return random_order(len(images), m, ctx.config.seed * 1000 + exp.index)
             if self.selection == "herding":
                 return herding(self._features(ctx, images), m)
             return kernel_herding(self._features(ctx, images), m, self.bandwidth)
 
-        self.memory.add_classes(exp.train, exp.classes, by_herding)
+        self.memory.add_classes(exp.train, exp.classes, select)
         means, exemplar_feats = {}, {}
         for c, images in self.memory.images.items():
             exemplar_feats[c] = self._features(ctx, images)
