@@ -468,8 +468,8 @@ def _b4_icarl_exemplar_selection() -> list[str]:
              "| exemplar rule | held-out accuracy (mean) | per seed |", "|---|---|---|"]
     for runs in by_params.values():
         params = runs[0]["params"]
-        rule = ("kernel herding, width " + f"{params['bandwidth']:g}" if params.get("selection") == "kernel-herding"
-                else "herding (the paper's)")
+        rule = {"kernel-herding": f"kernel herding, width {params.get('bandwidth', 0.25):g}",
+                "random": "random (replay's sample)"}.get(params.get("selection"), "herding (the paper's)")
         accs = [r["held_out_accuracy"] for r in sorted(runs, key=lambda r: r["seed"])]
         lines.append(f"| {rule} | {sum(accs) / len(accs):.4f} | {', '.join(f'{a:.4f}' for a in accs)} |")
     return lines + [""] + [f"Note: {n}" for n in sel.get("notes", [])] + ["", f"Produced by {_provenance(sel)}."]
