@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # scikit-learn (under the classifier) is imported only when t
     from owlearn.space.gaussian import GaussianClassifier
 
 Naive = Strategy
+PREDICT_CHUNK = 2048  # images per feature pass and classification in GaussianStrategy.predict
 
 
 class Joint(Strategy):
@@ -77,10 +78,10 @@ class GaussianStrategy(Strategy):
         return exp.index == 0
 
     def after_training(self, ctx: Context, exp: Experience, train: ImageDataset) -> None:
-        feats = self.features(ctx, exp.train.images)
         names = ctx.scenario.class_names
         for c in exp.classes:
-            class_feats = feats[exp.train.labels == c]
+            # one class's features at a time: the experience's whole feature matrix is never held
+            class_feats = self.features(ctx, exp.train.images[exp.train.labels == c])
             if self._classifier is None:
                 from owlearn.space.gaussian import GaussianClassifier
 
@@ -95,8 +96,10 @@ class GaussianStrategy(Strategy):
     def predict(self, ctx: Context, images: torch.Tensor) -> torch.Tensor:
         if self._classifier is None:
             return super().predict(ctx, images)
-        feats = self.features(ctx, images)
-        return torch.tensor(self._labels)[torch.from_numpy(self._classifier.predict(feats))]
+        labels = torch.tensor(self._labels)
+        # in chunks, so that the features of a whole test set and their float64 whitening are never held at once
+        return torch.cat([labels[torch.from_numpy(self._classifier.predict(self.features(ctx, chunk)))]
+                          for chunk in images.split(PREDICT_CHUNK)])
 
     def features(self, ctx: Context, images: torch.Tensor) -> torch.Tensor:
         """The features the classifier works on (see ``layer`` and ``power``), on the CPU."""

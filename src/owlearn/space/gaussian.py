@@ -64,18 +64,33 @@ def oas_shrinkage(covariance: torch.Tensor, n_samples: int) -> float:
 
 
 def _class_stats(X: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
-    """Count, sum and scatter ``sum (x - mean)(x - mean)^T`` of one class's float64 features."""
-    mean = X.mean(0)
-    centred = X - mean  # two-pass: no cancellation from sum(x x^T) - n mean mean^T
-    if X.shape[1] < _SYRK_MIN_FEATURES:
-        return X.shape[0], X.sum(0), centred.T @ centred
+    """Count, sum and scatter ``sum (x - mean)(x - mean)^T`` of one class's features, in float64.
+
+    ``X`` may be float32: rows are promoted to float64 a block at a time, so neither a float64 copy of the
+    class nor its centred copy is ever held whole (for 6,000 × 320 features, 15 MB each).
+    """
+    n, d = X.shape
+    blocks = X.split(_ROWS_PER_BLOCK)
+    total = torch.zeros(d, dtype=torch.float64)
+    for block in blocks:
+        total += block.to(torch.float64).sum(0)
+    mean = total / n  # two-pass: no cancellation from sum(x x^T) - n mean mean^T
+    if d < _SYRK_MIN_FEATURES:
+        scatter = torch.zeros(d, d, dtype=torch.float64)
+        for block in blocks:
+            centred = block.to(torch.float64) - mean
+            scatter.addmm_(centred.T, centred)
+        return n, total, scatter
     from scipy.linalg.blas import dsyrk  # here, not at import: SciPy's linear algebra is 16 MB resident
 
     # the scatter is the bulk of adding a class; a symmetric rank-k update (BLAS syrk) does half the
-    # work of a general product, in float64 all the same
-    upper = dsyrk(1.0, centred.numpy().T, trans=0)  # a Fortran-ordered view: no copy
+    # work of a general product, in float64 all the same, and accumulates block after block in place
+    upper = np.zeros((d, d), order="F")
+    for block in blocks:
+        centred = (block.to(torch.float64) - mean).numpy()
+        upper = dsyrk(1.0, centred.T, beta=1.0, c=upper, trans=0, overwrite_c=1)  # centred.T: Fortran view
     scatter = np.triu(upper) + np.triu(upper, 1).T
-    return X.shape[0], X.sum(0), torch.from_numpy(scatter)
+    return n, total, torch.from_numpy(scatter)
 
 
 class GaussianClassifier(StateMixin, ClassifierEstimator):
@@ -158,7 +173,7 @@ class GaussianClassifier(StateMixin, ClassifierEstimator):
             :class:`owlearn.data.dataset.ImageDataset`). Default: the label as a string.
         """
         self._check_params()
-        Xt = as_features(X)
+        Xt = as_features(X, keep_float32=True)  # _class_stats promotes a block at a time
         labels = as_labels(y, Xt.shape[0])
         classes = np.unique(labels)
         names = _names_for(classes, class_names)
@@ -201,7 +216,7 @@ class GaussianClassifier(StateMixin, ClassifierEstimator):
         """
         self._check_params()
         fitted = hasattr(self, "classes_")
-        Xt = as_features(X_new, name="X_new", n_features=self.n_features_in_ if fitted else None)
+        Xt = as_features(X_new, name="X_new", n_features=self.n_features_in_ if fitted else None, keep_float32=True)
         label = int(self.classes_.max()) + 1 if fitted else 0
         name = str(label) if name is None else str(name)
         if fitted and name in self.class_names_:
@@ -231,7 +246,7 @@ class GaussianClassifier(StateMixin, ClassifierEstimator):
         """
         check_fitted(self, "classes_")
         k = self._index(label_or_name)
-        Xt = as_features(X, n_features=self.n_features_in_)
+        Xt = as_features(X, n_features=self.n_features_in_, keep_float32=True)
         n_b, s_b, w_b = _class_stats(Xt)
         n_a = int(self.counts_[k])
         delta = s_b.numpy() / n_b - self.sums_[k] / n_a
