@@ -486,7 +486,10 @@ def section_b4(doc: dict) -> list[str]:
              f"SimpleNet, {cfg['optimizer']}, lr {cfg['lr']}, batch {cfg['batch_size']}, {cfg['epochs']} epochs per "
              f"experience, no augmentation; {cfg['threads']} torch thread(s) per run, each (strategy, seed) in its own "
              f"process. Final accuracy on the 10-class test set, mean ± std over seeds "
-             f"{', '.join(map(str, cfg['seeds']))}. CPU s and peak memory are per run (whole process).", "",
+             f"{', '.join(map(str, cfg['seeds']))}. CPU s: the process's CPU time of the run itself, after imports "
+             f"and data loading (owlearn's span also builds the network and its first optimizer, whose first use "
+             f"imports torch._dynamo, about 2 CPU s; Avalanche's runs build theirs before the span starts); peak "
+             f"memory: the whole process's maximum resident size.", "",
              "| strategy | final accuracy | avg incremental acc. | forgetting | BWT | CPU s | peak MB | "
              "Avalanche 0.6.0 accuracy | Avalanche CPU s | Avalanche peak MB | time ratio | memory ratio |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
