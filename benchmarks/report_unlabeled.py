@@ -193,7 +193,7 @@ def section_b5() -> list[str]:
                   "takes."]
     gains = [g for d in docs for g in _self_label_gain(d)]
     lines += [""] + gains if gains else []
-    notes = [n for d in docs for n in d.get("notes", [])]
+    notes = list(dict.fromkeys(n for d in docs for n in d.get("notes", [])))  # a note several runs share, once
     lines += [""] + [f"Note: {n}" for n in notes] + ([""] if notes else [])
     lines += [f"![B5 accuracy against training time]({b5_curve(docs, (earlier,) if earlier else ())})", ""]
     lines += [f"Produced by {_provenance(d)}." for d in docs] + [""]
@@ -214,7 +214,7 @@ def _b5_explorations() -> list[str]:
         for entry in doc["results"].values():
             run = entry["runs"][0]
             before = _before_restart(run, doc)
-            lines.append(f"| {run['epochs_run']} epochs, restart {_restart(doc)}, {cfg['size']}×{cfg['size']} "
+            lines.append(f"| {_recipe(doc, entry)}, {cfg['size']}×{cfg['size']} "
                          f"images | {run['accuracy']:.4f} | {run['best_sub_head_accuracy']:.4f} | "
                          f"{'' if before is None else f'{before:.4f}'} | {run['train_seconds']:.0f} |")
     lines += [""] + [f"Note: {n}" for d in docs for n in d.get("notes", [])]
