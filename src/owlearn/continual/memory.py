@@ -34,7 +34,7 @@ def herding(features: torch.Tensor, m: int) -> torch.Tensor:
     m = min(m, len(phi))
     chosen: list[int] = []
     running = torch.zeros_like(mu)  # Σ_{j<k} φ(p_j)
-    available = torch.ones(len(phi), dtype=torch.bool)
+    available = torch.ones(len(phi), dtype=torch.bool, device=phi.device)
     for k in range(1, m + 1):
         dist = (mu - (phi + running) / k).norm(dim=1)  # (n,)
         dist[~available] = float("inf")
@@ -69,7 +69,7 @@ def kernel_herding(features: torch.Tensor, m: int, bandwidth: float = 0.25, bloc
     phi = F.normalize(features.float(), dim=1)
     n = len(phi)
     m = min(m, n)
-    sample = phi[torch.randperm(n, generator=torch.Generator().manual_seed(0))[:1000]]
+    sample = phi[torch.randperm(n, generator=torch.Generator().manual_seed(0))[:1000].to(phi.device)]
     distances = torch.pdist(sample)  # each pair once: no n² matrix or mask
     scale = 2 * bandwidth * float(distances.median()) ** 2 if len(distances) else 1.0
     scale = scale if scale > 0 else 1.0  # all images identical: any positive width gives the same picks
@@ -77,12 +77,12 @@ def kernel_herding(features: torch.Tensor, m: int, bandwidth: float = 0.25, bloc
     def kernel(rows: torch.Tensor) -> torch.Tensor:  # (len(rows), n), from dot products: GEMM, not cdist
         return (rows @ phi.T).mul_(2).sub_(2).clamp_max_(0).div_(scale).exp_()
 
-    density = torch.zeros(n, dtype=torch.float64)  # (1/n) Σ_i k(x, x_i)
+    density = torch.zeros(n, dtype=torch.float64, device=phi.device)  # (1/n) Σ_i k(x, x_i)
     for start in range(0, n, block):
         density += kernel(phi[start:start + block]).sum(0)  # float32 sums of a block, added in float64
     density /= n
-    picked_sum = torch.zeros(n, dtype=torch.float64)  # Σ_{j<t} k(x, p_j)
-    available = torch.ones(n, dtype=torch.bool)
+    picked_sum = torch.zeros(n, dtype=torch.float64, device=phi.device)  # Σ_{j<t} k(x, p_j)
+    available = torch.ones(n, dtype=torch.bool, device=phi.device)
     chosen: list[int] = []
     for t in range(1, m + 1):
         score = density - picked_sum / t
