@@ -58,6 +58,7 @@ def continual(
     """Train strategies experience by experience and report accuracy matrix, forgetting and plots."""
     from owlearn.continual import STRATEGIES, b4_config, build_network, make_strategy, run_continual
     from owlearn.continual.plots import write_run_outputs
+    from owlearn.continual.rehearsal import SELECTIONS
 
     names = [n.strip() for s in strategy for n in s.split(",") if n.strip()]
     if names == ["all"]:
@@ -68,8 +69,8 @@ def continual(
                                  f"{', '.join(STRATEGIES)} or all", param_hint="--strategy")
     if icarl_metric not in ("mahalanobis", "cosine"):
         raise typer.BadParameter(f"{icarl_metric!r}: choose mahalanobis or cosine", param_hint="--icarl-metric")
-    if icarl_selection not in ("kernel-herding", "herding", "random"):
-        raise typer.BadParameter(f"{icarl_selection!r}: choose kernel-herding, herding or random",
+    if icarl_selection not in SELECTIONS:
+        raise typer.BadParameter(f"{icarl_selection!r}: choose {', '.join(SELECTIONS)}",
                                  param_hint="--icarl-selection")
     stream = _scenario(scenario, data, experiences, class_order, order_seed, train_limit, data_dir)
     _out.print(f"[bold]{stream.name}[/bold]: {len(stream)} experiences "

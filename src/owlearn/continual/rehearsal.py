@@ -38,6 +38,11 @@ class BalancedCrossEntropy:
         return F.cross_entropy((step.logits + self._on_device)[mask], step.y[mask])
 
 
+def random_sample(ctx: Context, exp: Experience, images: torch.Tensor, m: int) -> torch.Tensor:
+    """``m`` of a class's ``images`` in a random order seeded by the run and the experience."""
+    return random_order(len(images), m, ctx.config.seed * 1000 + exp.index)
+
+
 class Replay(Strategy):
     """Experience replay: train on the new experience together with a class-balanced memory.
 
@@ -69,8 +74,7 @@ class Replay(Strategy):
         return [CrossEntropy(ctx.config.label_smoothing)]
 
     def after_training(self, ctx: Context, exp: Experience, train: ImageDataset) -> None:
-        seed = ctx.config.seed * 1000 + exp.index
-        self.memory.add_classes(exp.train, exp.classes, lambda images, m: random_order(len(images), m, seed))
+        self.memory.add_classes(exp.train, exp.classes, lambda images, m: random_sample(ctx, exp, images, m))
 
 
 SELECTIONS = ("kernel-herding", "herding", "random")
@@ -177,7 +181,7 @@ class ICaRL(Strategy):
     def after_training(self, ctx: Context, exp: Experience, train: ImageDataset) -> None:
         def select(images: torch.Tensor, m: int) -> torch.Tensor:
             if self.selection == "random":
-                return random_order(len(images), m, ctx.config.seed * 1000 + exp.index)
+                return random_sample(ctx, exp, images, m)
             if self.selection == "herding":
                 return herding(self._features(ctx, images), m)
             return kernel_herding(self._features(ctx, images), m, self.bandwidth)
