@@ -92,13 +92,20 @@ def _mean_matrix(matrices: list[list[list[float | None]]]) -> list[list[float | 
     return [[None if np.isnan(v) else float(v) for v in row] for row in mean]
 
 
-def figures(results: dict, quick: bool) -> dict:
+def figures_folder(out: Path | None, quick: bool) -> Path:
+    """benchmarks/results/b4 for the results files in benchmarks/results; beside any other results file
+    (a trial written to /tmp must not replace the figures RESULTS.md links)."""
+    if out is not None and out.resolve().parent != RESULTS.resolve():
+        return out.resolve().parent / f"{out.stem}-figures"
+    return FIGURES if not quick else FIGURES / "quick"
+
+
+def figures(results: dict, folder: Path) -> dict:
     """The accuracy-over-experiences plot (means over seeds) and, per strategy, per-class accuracy and
     confusion matrix after the last experience (seed of the first run)."""
     from owlearn.continual.plots import plot_per_class_accuracy, plot_strategies
     from owlearn.viz import plot_confusion_matrix
 
-    folder = FIGURES if not quick else FIGURES / "quick"
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"accuracy_over_experiences": plot_strategies(
         {name: {"seen_accuracy": r["seen_accuracy_mean"]} for name, r in results.items()},
@@ -111,7 +118,9 @@ def figures(results: dict, quick: bool) -> dict:
         paths[f"{name}/confusion"] = plot_confusion_matrix(
             np.asarray(run["final_confusion"]), run["class_names"], folder / f"{name}-confusion.png",
             title=f"{name} (seed {run['seed']}): confusion after the last experience")
-    return {k: str(Path(v).relative_to(ROOT / "benchmarks")) for k, v in paths.items()}
+    base = (ROOT / "benchmarks").resolve()
+    return {k: str(Path(v).resolve().relative_to(base)) if Path(v).resolve().is_relative_to(base) else str(v)
+            for k, v in paths.items()}
 
 
 def main() -> None:
@@ -164,7 +173,7 @@ def main() -> None:
     if args.merge_into:
         merge_into(args.merge_into, results, domain, params, started)
         return
-    paths = figures(results, args.quick) if results else {}
+    paths = figures(results, figures_folder(args.out, args.quick)) if results else {}
     config = {"quick": args.quick, "seeds": args.seeds, "epochs": QUICK["epochs"] if args.quick else args.epochs,
               "limits": {k: QUICK[k] for k in ("train_limit", "test_limit")} if args.quick else None,
               "backbone": "simplenet", "batch_size": 64, "optimizer": "sgd (nesterov) momentum 0.9", "lr": 0.01,
@@ -190,7 +199,8 @@ def merge_into(path: Path, results: dict, domain: dict, params: dict, started: f
                 f"{key.replace('_', '-')} {name} re-run at commit {start_commit()} on {when} "
                 f"(`{command}`, {time.time() - started:.0f} s), params {params.get(name, {})}; "
                 f"the other rows are from the run at commit {doc['commit']}.")
-    doc["results"]["figures"] = figures(doc["results"]["class_incremental"], doc["config"].get("quick", False))
+    doc["results"]["figures"] = figures(doc["results"]["class_incremental"],
+                                        figures_folder(path, doc["config"].get("quick", False)))
     with atomic_open(path, "w") as fh:
         json.dump(doc, fh, indent=2)
     print(f"merged {', '.join([*results, *domain])} into {path}")

@@ -190,3 +190,22 @@ def test_scatter_paths_agree_and_add_class_equals_refit_on_the_syrk_path(monkeyp
     grown = GaussianClassifier().fit(X[old], y[old])
     grown.add_class(X[~old])
     _same_model(grown, syrk_path, X)
+
+
+@pytest.mark.parametrize("syrk_from", [1, 10**6])
+def test_class_statistics_in_row_blocks_equal_one_pass(monkeypatch, syrk_from):
+    # the rows pass through one reused float64 buffer: a short last block must not see stale rows
+    from owlearn.space import gaussian
+
+    monkeypatch.setattr(gaussian, "_SYRK_MIN_FEATURES", syrk_from)
+    rng = np.random.default_rng(1)
+    X = torch.from_numpy((rng.normal(size=(1000, 12)) * 3 + 100).astype(np.float32))
+    n, total, scatter = gaussian._class_stats(X)
+    monkeypatch.setattr(gaussian, "_ROWS_PER_BLOCK", 96)  # 11 blocks, the last one of 40 rows
+    n_b, total_b, scatter_b = gaussian._class_stats(X)
+    X64 = X.double()
+    centred = X64 - X64.mean(0)
+    assert n == n_b == 1000
+    torch.testing.assert_close(total_b, X64.sum(0), rtol=1e-12, atol=1e-9)
+    torch.testing.assert_close(scatter_b, centred.T @ centred, rtol=1e-10, atol=1e-8)
+    torch.testing.assert_close(scatter_b, scatter, rtol=1e-10, atol=1e-8)

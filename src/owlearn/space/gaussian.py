@@ -21,13 +21,16 @@ from owlearn.space._state import StateMixin, as_features, as_labels, check_fitte
 __all__ = ["GaussianClassifier", "oas_shrinkage"]
 
 _ROWS_PER_BLOCK = 4096
-"""Rows :meth:`GaussianClassifier.mahalanobis` whitens at a time, bounding its float64 temporaries."""
+"""Rows promoted to float64 at a time, by :meth:`GaussianClassifier.mahalanobis` and the class statistics:
+it bounds their float64 temporaries (1,024-row blocks made a 6,000 × 896 class 15% slower)."""
 
-_SYRK_MIN_FEATURES = 128
+_SYRK_MIN_FEATURES = 384
 """From this many features on, class scatters are a BLAS ``syrk`` through SciPy; below, a torch product.
 
-For 6,000 rows, syrk takes 0.031 s against 0.089 s at 320 features and 0.20 s against 0.30 s at 896; at 50
-features both take 4 ms, and the torch product spares importing SciPy's linear algebra (16 MB resident).
+For 6,000 rows on one thread, the torch product takes 0.08 s against syrk's 0.027 s at 320 features and 0.19
+against 0.058 s at 512; at 896 features (two threads) 0.30 against 0.17 s. Importing SciPy's linear algebra
+costs 0.26 s and 16 MB resident once, which only the wider features win back: B4's Gaussian strategy
+(320-d, ten classes) peaked 10 MB lower without it (docs/performance.md).
 """
 
 _FLOOR = 1e-9
@@ -66,19 +69,26 @@ def oas_shrinkage(covariance: torch.Tensor, n_samples: int) -> float:
 def _class_stats(X: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
     """Count, sum and scatter ``sum (x - mean)(x - mean)^T`` of one class's features, in float64.
 
-    ``X`` may be float32: rows are promoted to float64 a block at a time, so neither a float64 copy of the
-    class nor its centred copy is ever held whole (for 6,000 × 320 features, 15 MB each).
+    ``X`` may be float32: its rows pass through one float64 buffer of a block's size, reused for every
+    block and both passes, so neither a float64 copy of the class nor its centred copy is ever held whole,
+    and the process's allocator sees one small request instead of two per block (freed blocks of
+    several MB stay on glibc's heap: docs/performance.md).
     """
     n, d = X.shape
-    blocks = X.split(_ROWS_PER_BLOCK)
+    buffer = torch.empty(min(n, _ROWS_PER_BLOCK), d, dtype=torch.float64)
+
+    def promoted(blocks_centred_on: torch.Tensor | None):
+        for block in X.split(_ROWS_PER_BLOCK):
+            rows = buffer[:len(block)].copy_(block)
+            yield rows if blocks_centred_on is None else rows.sub_(blocks_centred_on)
+
     total = torch.zeros(d, dtype=torch.float64)
-    for block in blocks:
-        total += block.to(torch.float64).sum(0)
+    for rows in promoted(None):
+        total += rows.sum(0)
     mean = total / n  # two-pass: no cancellation from sum(x x^T) - n mean mean^T
     if d < _SYRK_MIN_FEATURES:
         scatter = torch.zeros(d, d, dtype=torch.float64)
-        for block in blocks:
-            centred = block.to(torch.float64) - mean
+        for centred in promoted(mean):
             scatter.addmm_(centred.T, centred)
         return n, total, scatter
     from scipy.linalg.blas import dsyrk  # here, not at import: SciPy's linear algebra is 16 MB resident
@@ -86,9 +96,8 @@ def _class_stats(X: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
     # the scatter is the bulk of adding a class; a symmetric rank-k update (BLAS syrk) does half the
     # work of a general product, in float64 all the same, and accumulates block after block in place
     upper = np.zeros((d, d), order="F")
-    for block in blocks:
-        centred = (block.to(torch.float64) - mean).numpy()
-        upper = dsyrk(1.0, centred.T, beta=1.0, c=upper, trans=0, overwrite_c=1)  # centred.T: Fortran view
+    for centred in promoted(mean):
+        upper = dsyrk(1.0, centred.numpy().T, beta=1.0, c=upper, trans=0, overwrite_c=1)  # .T: Fortran view
     scatter = np.triu(upper) + np.triu(upper, 1).T
     return n, total, torch.from_numpy(scatter)
 
