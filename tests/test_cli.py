@@ -256,3 +256,166 @@ def test_an_unknown_precision_is_refused_when_the_command_line_is_parsed(command
     result = CliRunner().invoke(app, [*command, "--precision", "fp16", "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "auto, fp32, bf16" in result.output and "fp16" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def _said(result) -> str:
+    """The output with rich's error box and line wrapping taken out, for matching whole phrases."""
+    return " ".join(result.output.replace("│", " ").replace("╭", " ").replace("╰", " ").split())
+
+
+@pytest.mark.parametrize("option", [["--schedule", "cosin"], ["--optimizer", "adamm"], ["--detector", "knnn"],
+                                    ["--device", "gpu0"]])
+def test_train_refuses_a_typo_before_loading_data(option, tmp_path):
+    # the folder does not exist: had the data been loaded first, the error would be about it
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.owl"),
+                                 *option])
+    assert result.exit_code == 2, result.output
+    assert option[0] in _said(result) and option[1] in _said(result)
+    assert not (tmp_path / "m.owl").exists()
+
+
+@pytest.mark.parametrize("command", [["cluster", "digits"], ["continual", "--data", "digits"]])
+def test_an_unknown_device_is_refused_by_name(command, tmp_path):
+    result = runner.invoke(app, [*command, "--device", "cude", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "--device" in _said(result) and "unknown device 'cude'" in _said(result)
+    assert not (tmp_path / "out").exists()
+
+
+def test_resolve_device_and_train_config_name_what_is_wrong():
+    import torch
+
+    from owlearn.train.loop import TrainConfig, resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device 'bogus'"):
+        resolve_device("bogus")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="schedule must be one of onecycle, cosine, constant, got 'foo'"):
+        TrainConfig(schedule="foo")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="lbfgs")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least 1"):
+        TrainConfig(batch_size=0)
+
+
+def test_the_cli_option_lists_match_the_library():
+    from owlearn import _options
+    from owlearn.space import DETECTORS
+    from owlearn.train import loop
+
+    assert _options.PRECISIONS == loop.PRECISIONS
+    assert _options.OPTIMIZERS == loop.OPTIMIZERS and _options.SCHEDULES == loop.SCHEDULES
+    assert set(_options.DETECTORS) == {*DETECTORS, "layers", "none"}
+
+
+def test_train_refuses_an_output_it_could_not_write_before_training(tmp_path):
+    data = tmp_path / "nowhere"  # never read: the output is checked first
+    result = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "is a folder" in _said(result)
+    result = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "no" / "m.owl")])
+    assert result.exit_code == 2 and "does not exist" in _said(result)
+
+
+def test_train_refuses_one_class_and_reversed_ranges(tmp_path):
+    data = _folder(tmp_path / "bars", per_class=4)
+    result = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "m.owl"), "--classes", "1"])
+    assert result.exit_code == 2 and "at least 2 classes" in _said(result)
+    with pytest.raises(Exception, match="empty"):
+        parse_classes("3-1", 10)
+    # two images per class: the calibration share leaves one of them a single training image
+    small = _folder(tmp_path / "tiny", per_class=2)
+    result = runner.invoke(app, ["train", "--data", str(small), "--out", str(tmp_path / "m.owl"),
+                                 "--calibration-share", "0.5"])
+    assert result.exit_code == 2 and "fewer than 2 training images" in _said(result)
+    assert not (tmp_path / "m.owl").exists()
+
+
+def test_evaluate_checks_its_options_before_writing(trained, tmp_path):
+    _, data, model = trained
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", str(model), "--data", str(data), "--split", "train",
+                                 "--out-dir", str(out), "--feature-map", "umap"])
+    assert result.exit_code == 2 and "tsne, pca, none" in _said(result)
+    result = runner.invoke(app, ["evaluate", str(model), "--data", str(data), "--split", "train",
+                                 "--out-dir", str(out), "--max-points", "0"])
+    assert result.exit_code == 2
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    result = runner.invoke(app, ["evaluate", str(model), "--data", str(data), "--out-dir", str(a_file)])
+    assert result.exit_code == 2 and "is a file" in _said(result)
+    assert not out.exists()
+
+
+def test_class_names_are_checked_and_shown_as_written(tmp_path):
+    data = _folder(tmp_path / "bars", per_class=12)
+    model = tmp_path / "bars.owl"
+    result = runner.invoke(app, ["train", "--data", str(data), "--out", str(model), "--epochs", "1",
+                                 "--batch-size", "12", "--no-progress", "--gaussian", "--detector", "none",
+                                 "--widths", "4,4,4,4"])
+    assert result.exit_code == 0, result.output
+    before = model.read_bytes()
+    for bad in ["  ", "Unknown"]:
+        result = runner.invoke(app, ["add-class", str(model), str(data / "diag"), "--name", bad])
+        assert result.exit_code == 2, (bad, result.output)
+    assert model.read_bytes() == before
+    # square brackets are text, not formatting codes, wherever a name is printed
+    result = runner.invoke(app, ["add-class", str(model), str(data / "diag"), "--name", "[/]shirt [large]"])
+    assert result.exit_code == 0, result.output
+    assert "[/]shirt [large]" in _said(result)
+    result = runner.invoke(app, ["info", str(model)])
+    assert result.exit_code == 0 and "[/]shirt [large]" in _said(result), result.output
+    result = runner.invoke(app, ["predict", str(model), str(data / "diag" / "0.png")])
+    assert result.exit_code == 0, result.output
+
+
+def test_discover_without_k_explains_too_few_refused_images():
+    from owlearn.discover import _choose_k
+
+    with pytest.raises(ValueError, match="only 2 images were refused"):
+        _choose_k(np.eye(2), 10, 0)
+    k, scores = _choose_k(np.eye(3), 10, 0)
+    assert k == 2 and list(scores) == [2]
+
+
+def test_bench_refuses_a_checkout_that_is_not_one(tmp_path):
+    result = runner.invoke(app, ["bench", "--dry-run", "--checkout", str(tmp_path), "B1"])
+    assert result.exit_code == 2 and "not an owlearn source checkout" in _said(result)
+
+
+def test_serve_refuses_a_port_in_use_before_announcing_it(trained):
+    import socket
+
+    _, _, model = trained
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = runner.invoke(app, ["serve", str(model), "--port", str(port)])
+    assert result.exit_code == 2 and "cannot listen on 127.0.0.1" in _said(result)
+    assert "Serving" not in _said(result)
+
+
+def test_errors_are_one_line_and_brackets_stay_text(tmp_path):
+    bad = tmp_path / "[bold]bad.owl"
+    bad.write_bytes(b"nonsense")
+    proc = subprocess.run([sys.executable, "-m", "owlearn", "info", str(bad)], capture_output=True, text=True,
+                          env={**__import__("os").environ, "COLUMNS": "40"})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "[bold]bad.owl" in proc.stderr
+
+
+def test_cluster_reads_a_folder_of_unlabeled_images(tmp_path):
+    labelled = _folder(tmp_path / "bars", per_class=8)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for path in labelled.glob("*/*.png"):  # the same images, without their class folders
+        path.rename(flat / f"{path.parent.name}-{path.name}")
+    out = tmp_path / "clusters"
+    result = runner.invoke(app, ["cluster", str(flat), "--clusters", "3", "--epochs", "1", "--restart-epochs", "0",
+                                 "--batch-size", "24", "--size", "0", "--sub-heads", "1", "--out", str(out),
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert sum(metrics["cluster_sizes"]) == 24 and "accuracy" not in metrics

@@ -47,17 +47,26 @@ class NoCheckout(RuntimeError):
 def find_checkout(explicit: Path | None = None) -> Path:
     """The source checkout whose ``benchmarks/`` holds the scripts: ``explicit``, ``$OWLEARN_CHECKOUT``, the
     checkout this package was imported from (``src/owlearn`` → two levels up), or the current directory."""
-    candidates = [explicit] if explicit else []
+    if explicit is not None:  # asked for by name: that one or none, never another checkout's RESULTS.md
+        if not _is_checkout(explicit):
+            raise NoCheckout(f"{explicit} is not an owlearn source checkout (no benchmarks/report.py and "
+                             "benchmarks/common.py there)")
+        return explicit.resolve()
+    candidates = []
     if os.environ.get("OWLEARN_CHECKOUT"):
         candidates.append(Path(os.environ["OWLEARN_CHECKOUT"]))
     candidates += [Path(owlearn.__file__).resolve().parents[2], Path.cwd()]
     for root in candidates:
-        if (root / "benchmarks" / "report.py").is_file() and (root / "benchmarks" / "common.py").is_file():
+        if _is_checkout(root):
             return root.resolve()
     raise NoCheckout(
         "owlearn bench runs the scripts in benchmarks/ of a source checkout, and this owlearn "
         f"({Path(owlearn.__file__).parent}) was installed without them (a wheel ships the package only). Clone "
         "the repository and run `owlearn bench` inside it, or pass --checkout PATH / set OWLEARN_CHECKOUT.")
+
+
+def _is_checkout(root: Path) -> bool:
+    return (root / "benchmarks" / "report.py").is_file() and (root / "benchmarks" / "common.py").is_file()
 
 
 def command(root: Path, script: Script, quick: bool, extra: list[str]) -> list[str] | None:

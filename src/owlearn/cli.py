@@ -9,10 +9,22 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from owlearn import __version__
-from owlearn._options import PRECISION_OPTION
+from owlearn._options import (
+    DETECTORS,
+    FEATURE_MAPS,
+    OPTIMIZERS,
+    PRECISION_OPTION,
+    SCHEDULES,
+    check_class_name,
+    check_device,
+    check_output_file,
+    check_output_folder,
+    one_of,
+)
 
 app = typer.Typer(
     name="owlearn", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -55,6 +67,8 @@ def parse_classes(text: str | None, num_classes: int) -> list[int] | None:
         try:
             if "-" in part:
                 lo, hi = (int(v) for v in part.split("-", 1))
+                if lo > hi:
+                    raise typer.BadParameter(f"the range {part!r} is empty: write it low-high, e.g. {hi}-{lo}")
                 chosen += range(lo, hi + 1)
             else:
                 chosen.append(int(part))
@@ -92,14 +106,15 @@ def train(
                             "(e.g. 600 for the best model in ten minutes on this machine)."),
     batch_size: int = typer.Option(128, min=1, help="Images per step."),
     lr: float = typer.Option(0.05, min=0.0, help="Peak learning rate."),
-    optimizer: str = typer.Option("sgd", help="sgd (Nesterov momentum), adam or adamw."),
+    optimizer: str = typer.Option("sgd", callback=one_of(OPTIMIZERS), help="sgd (Nesterov momentum), adam or adamw."),
     weight_decay: float = typer.Option(5e-4, min=0.0, help="Weight decay of conv/linear weights."),
-    schedule: str = typer.Option("onecycle", help="onecycle, cosine or constant."),
+    schedule: str = typer.Option("onecycle", callback=one_of(SCHEDULES), help="onecycle, cosine or constant."),
     label_smoothing: float = typer.Option(
         0.0, min=0.0, max=0.5, help="Share of each target spread over the other classes (0: plain cross-entropy)."),
     augment: str = typer.Option("auto", help="Augmentation preset: auto, none, digits, fashion, cifar, iic."),
     detector: str = typer.Option(
-        "layers", help="Outlier detector that lets the model answer 'unknown': layers (Mahalanobis on the last "
+        "layers", callback=one_of(DETECTORS),
+        help="Outlier detector that lets the model answer 'unknown': layers (Mahalanobis on the last "
                        "two blocks + ViM + nearest-neighbour distance: the best in benchmark B2), knn, lof, "
                        "mahalanobis, vim, msp, energy, or none."),
     accept_rate: float = typer.Option(
@@ -148,6 +163,18 @@ def train(
     from owlearn.train import distributed
     from owlearn.train.loop import TrainConfig
 
+    # everything that can be checked without the data is checked before it is loaded and trained on
+    check_output_file(out, "--out")
+    check_device(device)
+    if resume and checkpoint_dir is None:
+        raise typer.BadParameter("--resume needs --checkpoint-dir")
+    from owlearn.model import GAUSSIAN_FEATURES
+
+    if gaussian_features not in GAUSSIAN_FEATURES:
+        raise typer.BadParameter(f"--gaussian-features must be one of {', '.join(GAUSSIAN_FEATURES)}, "
+                                 f"got {gaussian_features!r}")
+    if detector != "none" and calibration_share <= 0:
+        raise typer.BadParameter("a detector needs held-out images: set --calibration-share above 0")
     ctx.with_resource(distributed.session())  # joins torchrun's process group; a no-op otherwise
     if not distributed.is_main():
         console.quiet = True  # one process speaks for all
@@ -158,19 +185,14 @@ def train(
     if chosen is not None:
         names = [train_set.class_names[c] for c in chosen]
         train_set = train_set.select_classes(chosen).relabel(names)
-    if resume and checkpoint_dir is None:
-        raise typer.BadParameter("--resume needs --checkpoint-dir")
-    from owlearn.model import GAUSSIAN_FEATURES
-
-    if gaussian_features not in GAUSSIAN_FEATURES:  # before training, not after it
-        raise typer.BadParameter(f"--gaussian-features must be one of {', '.join(GAUSSIAN_FEATURES)}, "
-                                 f"got {gaussian_features!r}")
+    if train_set.num_classes < 2:
+        raise typer.BadParameter(f"a classifier needs at least 2 classes; {train_set.name} has "
+                                 f"{train_set.num_classes}", param_hint="--data/--classes")
     calibration = None
     if detector != "none":
-        if calibration_share <= 0:
-            raise typer.BadParameter("a detector needs held-out images: set --calibration-share above 0")
         # images the network never trains on, so that the threshold is not set on memorised data
         calibration, train_set = train_set.random_split(max(1, int(len(train_set) * calibration_share)), seed=seed)
+    _check_images_per_class(train_set, calibration is not None)
     head_args = {"alpha": alpha, "learn_alpha": learn_alpha} if head == "l2softmax" else {}
     backbone_args = {"widths": parse_widths(widths, backbone)} if widths else {}
     model = build_model(train_set, backbone, head, head_args=head_args, backbone_args=backbone_args, seed=seed)
@@ -195,7 +217,7 @@ def train(
         from owlearn.train.vat import VAT
 
         objectives = [CrossEntropy(label_smoothing), VAT(weight=vat, eps=vat_eps, entropy_weight=entropy_min)]
-    console.print(f"Training {backbone} + {head} on {train_set.name} ({len(train_set):,} images, "
+    console.print(f"Training {backbone} + {head} on {escape(train_set.name)} ({len(train_set):,} images, "
                   f"{train_set.num_classes} classes) for {epochs} epochs")
     train_model(model, fit_set, config=config, augment=aug, objectives=objectives, checkpoint_dir=checkpoint_dir,
                 resume=resume, progress=progress)
@@ -209,11 +231,26 @@ def train(
     if test_set is not None:
         acc = held_out_accuracy(model, test_set)
         model.info["test_accuracy"] = acc
-        console.print(f"Test accuracy on {test_set.name}: [bold]{acc:.4f}[/bold]")
+        console.print(f"Test accuracy on {escape(test_set.name)}: [bold]{acc:.4f}[/bold]")
     if distributed.is_main():
         model.save(out)
     distributed.barrier()
-    console.print(f"Model written to [bold]{out}[/bold]. Next: `owlearn evaluate {out} --data {data}`")
+    # a folder without a test split has nothing held out to evaluate on
+    hint = f"owlearn evaluate {out} --data {data}" if test_set is not None else f"owlearn predict {out} IMAGES"
+    console.print(f"Model written to [bold]{escape(str(out))}[/bold]. Next: `{escape(hint)}`")
+
+
+def _check_images_per_class(train_set, calibrated: bool) -> None:
+    """Refuse, before training, a class with fewer than two training images: its statistics and the
+    detector's need a spread, and its single image would be all the network learns of it."""
+    import torch
+
+    counts = torch.bincount(train_set.labels[train_set.labels >= 0], minlength=train_set.num_classes)
+    few = [f"{train_set.class_names[c]} ({int(n)})" for c, n in enumerate(counts) if n < 2]
+    if few:
+        held = " after holding out calibration images (--calibration-share)" if calibrated else ""
+        raise typer.BadParameter(f"these classes have fewer than 2 training images{held}: {', '.join(few)}",
+                                 param_hint="--data")
 
 
 def _try_load_test(name: str, data_dir: Path | None, download: bool):
@@ -240,12 +277,13 @@ def evaluate(
     data: str | None = typer.Option(None, help="Dataset (default: the one the model was trained on)."),
     split: str = typer.Option("test", help="Which split to evaluate on."),
     out_dir: Path = typer.Option(Path("owlearn-eval"), help="Where to write metrics.json and the plots."),
-    feature_map: str = typer.Option("tsne", help="2-D map of the feature space: tsne, pca or none."),
+    feature_map: str = typer.Option("tsne", callback=one_of(FEATURE_MAPS),
+                                    help="2-D map of the feature space: tsne, pca or none."),
     ood: list[str] = typer.Option(
         [], "--ood", help="Out-of-distribution dataset(s) the model should refuse (repeat the option); "
                           "needs a model with a detector."),
     ood_split: str = typer.Option("test", help="Split of the --ood datasets."),
-    max_points: int = typer.Option(2000, help="Points drawn on the feature map."),
+    max_points: int = typer.Option(2000, min=1, help="Points drawn on the feature map."),
     data_dir: Path | None = DATA_DIR_OPTION,
     download: bool = typer.Option(False, help="Download the dataset if it is not found."),
 ) -> None:
@@ -253,13 +291,21 @@ def evaluate(
     from owlearn.evaluate import evaluate_model
     from owlearn.model import OwlModel
 
+    check_output_folder(out_dir, "--out-dir")
     model = OwlModel.load(model_path)
+    if ood and model.detector is None:
+        raise typer.BadParameter("the model has no outlier detector to refuse them with; train it with "
+                                 "--detector (the default is layers)", param_hint="--ood")
     name = data or _dataset_of(model)
     dataset = _load(name, split, data_dir, download)
     ood_sets = {o: _load(o, ood_split, data_dir, download) for o in ood}
+    for label, images in {name: dataset, **ood_sets}.items():
+        if tuple(images.shape) != tuple(model.network.spec.in_shape):
+            raise typer.BadParameter(f"{label} has images of shape {tuple(images.shape)}, the model takes "
+                                     f"{tuple(model.network.spec.in_shape)}")
     summary = evaluate_model(model, dataset, out_dir, feature_map=feature_map,  # type: ignore[arg-type]
                              max_points=max_points, extra=ood_sets or None)
-    console.print(summary["report"])
+    console.print(escape(summary["report"]))
     console.print(f"accuracy [bold]{summary['accuracy']:.4f}[/bold] on {summary['num_images']:,} images")
     if summary["unknown_images"]:
         console.print(f"{summary['unknown_images']:,} images of classes the model does not know were left out")
@@ -273,21 +319,29 @@ def evaluate(
         for col in ["OOD dataset", "AUROC", "FPR@95%TPR", "in-dist accepted", "OOD rejected", "acc. on accepted"]:
             table.add_column(col, justify="right" if col != "OOD dataset" else "left")
         for name, r in rejection["ood"].items():
-            table.add_row(name, f"{r['auroc']:.4f}", f"{r['fpr_at_95_tpr']:.2%}", f"{r['in_accepted']:.2%}",
+            table.add_row(escape(name), f"{r['auroc']:.4f}", f"{r['fpr_at_95_tpr']:.2%}", f"{r['in_accepted']:.2%}",
                           f"{r['out_rejected']:.2%}", f"{r['accepted_accuracy']:.2%}")
         console.print(table)
         files.update(rejection["files"])
         files["ood_metrics"] = str(Path(out_dir) / "ood_metrics.json")
     for kind, path in files.items():
-        console.print(f"{kind.replace('_', ' ')}: {path}")
-    console.print(f"metrics: {Path(out_dir) / 'metrics.json'}")
+        console.print(escape(f"{kind.replace('_', ' ')}: {path}"))
+    console.print(escape(f"metrics: {Path(out_dir) / 'metrics.json'}"))
 
 
 def _dataset_of(model) -> str:
+    from owlearn.data.sources import get_dataset_spec
+
     name = model.info.get("training", {}).get("dataset") or model.info.get("dataset") or ""
     base = name.split("/")[0]
     if not base:
         raise typer.BadParameter("the model does not say which dataset it was trained on; pass --data")
+    try:
+        get_dataset_spec(base)
+    except ValueError:
+        raise typer.BadParameter(f"the model was trained on {base!r}, not a dataset of `owlearn data list` "
+                                 "(a folder?); pass --data PATH, with --split all for a folder without "
+                                 "train/test sub-folders") from None
     return base
 
 
@@ -319,7 +373,7 @@ def predict(
                 line |= {"known": bool(pred.accepted[i]), "novelty_score": round(float(pred.scores[i]), 5)}
             print(json.dumps(line))
         return
-    table = Table(title=f"{model_path.name}: {len(files)} image(s)")
+    table = Table(title=escape(f"{model_path.name}: {len(files)} image(s)"))
     table.add_column("image")
     table.add_column("answer", style="bold")
     table.add_column("confidence", justify="right")
@@ -328,11 +382,11 @@ def predict(
     table.add_column(f"top {k}")
     for i, (f, probs) in enumerate(zip(files, pred.probabilities)):
         order = probs.argsort()[::-1][:k]
-        answer = pred.names[i] if pred.labels[i] >= 0 else f"[red]{pred.names[i]}[/red]"
-        row = [str(f), answer, f"{probs[order[0]]:.3f}"]
+        answer = escape(pred.names[i]) if pred.labels[i] >= 0 else f"[red]{escape(pred.names[i])}[/red]"
+        row = [escape(str(f)), answer, f"{probs[order[0]]:.3f}"]
         if has_detector:
             row.append(f"{pred.scores[i]:.3f}")
-        row.append(", ".join(f"{classes[j]} {probs[j]:.2f}" for j in order))
+        row.append(escape(", ".join(f"{classes[j]} {probs[j]:.2f}" for j in order)))
         table.add_row(*row)
     console.print(table)
     if has_detector:
@@ -352,6 +406,7 @@ def add_class(
     from owlearn.model import OwlModel
     from owlearn.preprocess import find_images
 
+    name = check_class_name(name)
     model = OwlModel.load(model_path)
     files = find_images(images)
     if name in model.classes:
@@ -359,8 +414,8 @@ def add_class(
     start = time.perf_counter()
     model.add_class(name, files)
     model.save(model_path)
-    console.print(f"Added [bold]{name}[/bold] from {len(files)} images in {time.perf_counter() - start:.2f} s; "
-                  f"{model_path} now knows {len(model.classes)} classes.")
+    console.print(f"Added [bold]{escape(name)}[/bold] from {len(files)} images in {time.perf_counter() - start:.2f} "
+                  f"s; {escape(str(model_path))} now knows {len(model.classes)} classes.")
 
 
 @app.command()
@@ -397,7 +452,8 @@ def discover(
         group, sep, label = item.partition("=")
         if not sep or not group.strip().isdigit() or not label.strip():
             raise typer.BadParameter(f"--name takes GROUP=NAME, e.g. 3=bag; got {item!r}")
-        names[int(group)] = label.strip()
+        names[int(group)] = check_class_name(label)
+    check_output_folder(out, "--out")
     model = OwlModel.load(model_path)
     files = find_images(images)
     if not files:
@@ -415,13 +471,13 @@ def discover(
            "silhouettes": found.silhouettes}
     with atomic_open(out / "groups.json", "w") as fh:
         json.dump(doc, fh, indent=2)
-    console.print(f"Contact sheets: {out}/group-NN.png; members: {out}/groups.json")
+    console.print(escape(f"Contact sheets: {out}/group-NN.png; members: {out}/groups.json"))
     if names:
         added = name_groups(model, batch, found, names)
         model.save(model_path)
-        console.print(f"Added {', '.join(added)}; {model_path} now knows {len(model.classes)} classes.")
+        console.print(escape(f"Added {', '.join(added)}; {model_path} now knows {len(model.classes)} classes."))
     else:
-        console.print(f"Next: owlearn discover {model_path} {' '.join(map(str, images))} --name GROUP=NAME")
+        console.print(escape(f"Next: owlearn discover {model_path} {' '.join(map(str, images))} --name GROUP=NAME"))
 
 
 @app.command()
@@ -431,9 +487,9 @@ def info(model_path: Path = typer.Argument(..., metavar="MODEL", help="A model f
 
     model = OwlModel.load(model_path)
     spec = model.network.spec
-    console.print(f"[bold]{model_path}[/bold]: {spec.backbone} + {spec.head}, input {spec.in_shape}, "
+    console.print(f"[bold]{escape(str(model_path))}[/bold]: {spec.backbone} + {spec.head}, input {spec.in_shape}, "
                   f"{sum(p.numel() for p in model.network.parameters()):,} parameters")
-    console.print(f"classes ({len(model.classes)}): {', '.join(model.classes)}")
+    console.print(escape(f"classes ({len(model.classes)}): {', '.join(model.classes)}"))
     if model.gaussian is not None:
         console.print("classifier: Gaussians in feature space (classes can be added with `owlearn add-class`)")
     rejection = model.info.get("rejection")
@@ -443,8 +499,8 @@ def info(model_path: Path = typer.Argument(..., metavar="MODEL", help="A model f
                       "held-out images")
     training = model.info.get("training", {})
     if training:
-        console.print(f"trained on {training.get('dataset')} ({training.get('images', 0):,} images), "
-                      f"{len(training.get('history', []))} epochs")
+        console.print(escape(f"trained on {training.get('dataset')} ({training.get('images', 0):,} images), "
+                             f"{len(training.get('history', []))} epochs"))
     if "test_accuracy" in model.info:
         console.print(f"test accuracy {model.info['test_accuracy']:.4f}")
     if model.components:
@@ -490,11 +546,32 @@ def serve(
     from owlearn.model import OwlModel
 
     OwlModel.load(model_path)  # fail here, with a clear message, rather than inside the server
+    _check_can_listen(host, port)
     token = token or secrets.token_urlsafe(16)
     settings = ServeSettings(model_path=model_path, token=token, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                              max_batch=max_batch, batch_wait_ms=batch_wait_ms, torch_threads=threads or None)
-    console.print(f"Serving {model_path} on http://{host}:{port}/  (token to change the model: [bold]{token}[/bold])")
+    console.print(f"Serving {escape(str(model_path))} on http://{host}:{port}/  "
+                  f"(token to change the model: [bold]{token}[/bold])")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Refuse an address that cannot be listened on before announcing it (uvicorn would print the
+    address and token first, then fail)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise typer.BadParameter(f"cannot resolve {host!r}: {exc.strerror}", param_hint="--host") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot listen on {host}:{port}: {exc.strerror}",
+                                     param_hint="--host/--port") from None
 
 
 @app.command()
@@ -516,7 +593,7 @@ def bench(
     try:
         root = b.find_checkout(checkout)
     except b.NoCheckout as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     asked = {p.upper() for text in [*(protocols or []), *only] for p in text.replace(",", " ").split()}
     unknown = sorted(asked - set(b.PROTOCOLS))
@@ -526,10 +603,11 @@ def bench(
     extra = [*(["--device", device] if device else []), *(["--seeds", *seeds.split()] if seeds else [])]
     failed = []
     if dry_run:
+        console.print(escape(f"checkout: {root}"))
         for proto in chosen:
             for script in b.PROTOCOLS[proto]:
                 cmd = b.command(root, script, quick, extra)
-                console.print(f"{proto}: {' '.join(cmd[1:]) if cmd else f'(no benchmarks/{script.file} here)'}")
+                console.print(escape(f"{proto}: {' '.join(cmd[1:]) if cmd else f'(no benchmarks/{script.file} here)'}"))
         return
     if not report_only:
         status = b.run(root, chosen, quick, extra, console.print)
@@ -552,7 +630,7 @@ def bench(
     console.print(table)
     for problem in problems:
         console.print(f"[yellow]{problem}[/yellow]")
-    console.print(f"RESULTS.md: {root / 'benchmarks' / 'RESULTS.md'}")
+    console.print(escape(f"RESULTS.md: {root / 'benchmarks' / 'RESULTS.md'}"))
     if failed:
         err_console.print(f"[red]failed:[/red] {', '.join(failed)}")
         raise typer.Exit(1)
@@ -595,7 +673,9 @@ def main() -> None:
     except user_errors as exc:
         if os.environ.get("OWLEARN_DEBUG"):
             raise
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        # one line whatever the terminal's width (messages quoting PyTorch can span several)
+        err_console.print(f"[red]error:[/red] {escape(' '.join(str(exc).split()))}", highlight=False,
+                          soft_wrap=True)
         sys.exit(1)
 
 

@@ -55,6 +55,9 @@ def _choose_k(features: np.ndarray, max_k: int, seed: int) -> tuple[int, dict[in
     """The k of 2 … max_k whose k-means grouping has the highest silhouette (on at most 5,000 points)."""
     from sklearn.metrics import silhouette_score
 
+    if len(features) < 3:  # a silhouette needs k + 1 points or more, for k = 2 at the least
+        raise ValueError(f"only {len(features)} images were refused, too few to choose the number of groups "
+                         "by silhouette; give it (-k / --groups, k=...)")
     rng = np.random.default_rng(seed)
     sample = features if len(features) <= 5000 else features[rng.choice(len(features), 5000, replace=False)]
     scores = {}
@@ -73,7 +76,7 @@ def discover(model: OwlModel, images, *, k: int | None = None, method: str = "km
         raise ValueError(f"unknown grouping method {method!r}; choose one of {METHODS}")
     if model.detector is None:
         raise ValueError("discovering classes needs a model with a rejection detector (owlearn train --detector "
-                         "knn, the default); this model accepts everything")
+                         "layers, the default); this model accepts everything")
     batch = model.as_batch(images)
     pred = model.predict(batch)
     rejected = np.flatnonzero(~pred.accepted)

@@ -85,9 +85,18 @@ def test_empty_class_and_no_classes(tmp_path, gen):
     (root / "empty").mkdir()
     with pytest.raises(DatasetFormatError, match="empty: class folder without images"):
         load_image_folder(root)
-    (tmp_path / "flat").mkdir()
-    with pytest.raises(DatasetFormatError, match="no class sub-folders"):
-        load_image_folder(tmp_path / "flat")
+    (tmp_path / "bare").mkdir()
+    with pytest.raises(DatasetFormatError, match="no images and no class sub-folders"):
+        load_image_folder(tmp_path / "bare")
+
+
+def test_a_folder_of_images_without_sub_folders_is_one_unlabeled_set(tmp_path, gen):
+    root = gen.make_image_folder(tmp_path / "f", {"a": [_gray(1), _gray(2)]})
+    flat = tmp_path / "flat"
+    (root / "a").rename(flat)
+    ds = load_image_folder(flat)
+    assert len(ds) == 2 and ds.num_classes == 0 and ds.labels.tolist() == [-1, -1]
+    assert [p.rsplit("/", 1)[-1] for p in ds.meta["paths"]] == ["000.png", "001.png"]
 
 
 def test_load_dataset_with_folders(tmp_path, gen):

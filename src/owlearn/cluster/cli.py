@@ -6,14 +6,17 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from owlearn._options import PRECISION_OPTION
+from owlearn._options import PRECISION_OPTION, check_device, check_output_folder
 
 console = Console()
 
 
 def cluster(
-    data: str = typer.Argument(..., help="Dataset name (see `owlearn data list`) or a folder of images."),
+    data: str = typer.Argument(..., help="Dataset name (see `owlearn data list`) or a folder of images: unlabeled "
+                                         "ones directly in it, or one sub-folder per class (labels then score "
+                                         "the clusters)."),
     split: str = typer.Option("all", help="Which split to cluster (train, test or all)."),
     clusters: int = typer.Option(10, min=2, help="Clusters of the main head (k)."),
     overclusters: int | None = typer.Option(None, min=0, help="Clusters of the over-clustering head "
@@ -53,7 +56,8 @@ def cluster(
     from owlearn.cluster.report import save_cluster_net, write_cluster_report
     from owlearn.cluster.train import IICConfig, epochs_for, fit_iic
     from owlearn.data.sources import load_dataset
-
+    check_device(device)  # before the data is loaded
+    check_output_folder(out, "--out")
     dataset = load_dataset(data, split, data_dir=data_dir)
     if limit:
         dataset = dataset.subset(torch.arange(min(limit, len(dataset))))
@@ -64,7 +68,7 @@ def cluster(
                        self_label_epochs=self_label_epochs, self_label_threshold=self_label_threshold,
                        self_label_lr=self_label_lr, batch_size=batch_size,
                        lr=lr, seed=seed, device=device, precision=precision)
-    console.print(f"Clustering {len(dataset):,} images of {dataset.name} into {clusters} groups "
+    console.print(f"Clustering {len(dataset):,} images of {escape(dataset.name)} into {clusters} groups "
                   f"(IIC, α={alpha:g}, {sub_heads} sub-heads, {epochs} epochs)")
     result = fit_iic(dataset, config, progress=progress)
     save_cluster_net(result.model, config, out)
@@ -74,5 +78,5 @@ def cluster(
                       f"NMI {summary['nmi']:.3f}, ARI {summary['ari']:.3f} (sub-head {summary['chosen_head']}, "
                       f"chosen by its loss)")
     console.print(f"cluster sizes: {summary['cluster_sizes']}")
-    console.print(f"Written to [bold]{out}[/bold]: cluster.safetensors/json, metrics.json, joint_P.png, "
+    console.print(f"Written to [bold]{escape(str(out))}[/bold]: cluster.safetensors/json, metrics.json, joint_P.png, "
                   f"clusters/cluster-NN.png. Training took {result.seconds:.0f} s.")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from owlearn._options import PRECISION_OPTION
+from owlearn._options import PRECISION_OPTION, check_device, check_output_folder
 
 _out = Console()
 _err = Console(stderr=True)
@@ -72,9 +73,11 @@ def continual(
     if icarl_selection not in SELECTIONS:
         raise typer.BadParameter(f"{icarl_selection!r}: choose {', '.join(SELECTIONS)}",
                                  param_hint="--icarl-selection")
+    check_device(device)  # before any data is loaded or strategy trained
+    check_output_folder(out, "--out")
     stream = _scenario(scenario, data, experiences, class_order, order_seed, train_limit, data_dir)
-    _out.print(f"[bold]{stream.name}[/bold]: {len(stream)} experiences "
-               f"({', '.join(e.name for e in stream.experiences)}); {backbone}, {epochs} epochs each")
+    _out.print(f"[bold]{escape(stream.name)}[/bold]: {len(stream)} experiences "
+               f"({escape(', '.join(e.name for e in stream.experiences))}); {backbone}, {epochs} epochs each")
     params = {"icarl": {"memory_size": memory_size, "temperature": temperature, "metric": icarl_metric,
                         "selection": icarl_selection},
               "replay": {"memory_size": memory_size},
@@ -87,7 +90,7 @@ def continual(
         network = build_network(stream, backbone, seed=seed)
         results[name] = run_continual(stream, make_strategy(name, **params.get(name, {})), network, config=config,
                                       progress=progress, log=lambda line: _err.print(line))
-    table = Table(title=stream.name)
+    table = Table(title=escape(stream.name))
     for col in ("strategy", "final accuracy", "avg incremental", "forgetting", "BWT", "train s"):
         table.add_column(col, justify="left" if col == "strategy" else "right")
     for name, r in results.items():
@@ -97,8 +100,8 @@ def continual(
                       fmt(s["forgetting"]), fmt(s["backward_transfer"]), f"{s['train_seconds']:.1f}")
     _out.print(table)
     paths = write_run_outputs(results, out)
-    _out.print(f"Results: {paths['results']}; plots: {paths['accuracy_over_experiences']} and per strategy "
-               f"in {out}/")
+    _out.print(escape(f"Results: {paths['results']}; plots: {paths['accuracy_over_experiences']} and per strategy "
+                      f"in {out}/"))
 
 
 def _scenario(kind: str, data: str, experiences: int, class_order: str | None, order_seed: int | None,

@@ -626,21 +626,34 @@ def _to_mode(image: PILImage, mode: str) -> PILImage:
     return image if image.mode == mode else image.convert(mode)
 
 
+UNLABELED = -1  # owlearn.data.dataset.UNLABELED, not imported: that module imports PyTorch
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir()
+                  if not p.name.startswith(".") and p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
 def _list_images(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    """Class names and ``(file, label)`` pairs of an image folder, both in sorted order."""
+    """Class names and ``(file, label)`` pairs of an image folder, both in sorted order.
+
+    A folder without sub-folders but with images is one unlabeled set: no class names, every label
+    ``UNLABELED`` (what clustering reads).
+    """
     if not root.is_dir():
         raise DatasetFormatError(f"{root}: not a folder")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
+        flat = _image_files(root)
+        if flat:
+            return [], [(p, UNLABELED) for p in flat]
         raise DatasetFormatError(
-            f"{root}: no class sub-folders; an image folder holds one sub-folder of images per class"
+            f"{root}: no images and no class sub-folders; an image folder holds one sub-folder of images per "
+            f"class, or its images unlabeled ({', '.join(sorted(IMAGE_EXTENSIONS))})"
         )
     files: list[tuple[Path, int]] = []
     for label, cls in enumerate(classes):
-        found = sorted(
-            p for p in (root / cls).iterdir()
-            if not p.name.startswith(".") and p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-        )
+        found = _image_files(root / cls)
         if not found:
             raise DatasetFormatError(
                 f"{root / cls}: class folder without images "
@@ -667,7 +680,8 @@ def load_image_folder(
     mode: str | None = None,
     name: str = "",
 ) -> ImageDataset:
-    """Images from a folder with one sub-folder per class (``root/cat/1.png``, ``root/dog/a.jpg``).
+    """Images from a folder with one sub-folder per class (``root/cat/1.png``, ``root/dog/a.jpg``), or
+    unlabeled images directly in the folder (``root/1.png``: no classes, every label ``-1``).
 
     Class names are the sorted sub-folder names; images are read in sorted file order. Hidden files
     and folders (``.*``) and files without an image extension are skipped. Transparency is dropped

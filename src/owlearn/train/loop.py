@@ -39,6 +39,11 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("onecycle", "cosine", "constant")
+PRECISIONS = ("auto", "fp32", "bf16")  # also in owlearn._options, which the CLI reads without importing torch
+
+
 @dataclass
 class TrainConfig:
     """Hyper-parameters of one training run (stored with checkpoints and model files)."""
@@ -73,6 +78,16 @@ class TrainConfig:
     ConvNet). Meant for GPUs: on the 2-core CPU of this project's benchmarks, compiled training ran at
     0.81× (SimpleNet) and 0.92× (ConvNet) the eager speed (B7 in benchmarks/RESULTS.md)."""
 
+    def __post_init__(self) -> None:
+        # a typo here would otherwise surface only in the middle of training, or never (an unknown schedule
+        # used to fall back to one-cycle silently)
+        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError(f"epochs, batch_size and eval_batch_size must be at least 1, got {self.epochs}, "
+                             f"{self.batch_size} and {self.eval_batch_size}")
+
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -82,16 +97,29 @@ class TrainConfig:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` → CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    """``auto`` → CUDA when available, else CPU; anything else is passed to ``torch.device``.
+
+    A name torch does not know, or a CUDA device this machine does not have, is a ``ValueError`` that
+    says so (torch's own errors name neither the option nor what would work).
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r}: this machine (or this PyTorch build) has no CUDA GPU; use auto or cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return device
 
 
 def uses_bf16(precision: str, device: torch.device) -> bool:
     """Whether training steps run under bfloat16 autocast (see ``TrainConfig.precision``)."""
-    if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "auto":
         return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
     return precision == "bf16"
