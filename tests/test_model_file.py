@@ -1,4 +1,6 @@
 import json
+import os
+import re
 
 import numpy as np
 import pytest
@@ -190,3 +192,135 @@ def test_detector_round_trip_keeps_scores_identical(tmp_path, detector):
     assert loaded.detector.offset_ == model.detector.offset_
     # calibration: at least 90% of the calibration images are accepted
     assert model.predict(calib).accepted.mean() >= 0.9
+
+
+def test_saved_model_gets_the_usual_mode_and_keeps_an_existing_one(tmp_path):
+    import stat
+
+    def mode(path):
+        return stat.S_IMODE(os.stat(path).st_mode)
+
+    old = os.umask(0o022)
+    try:
+        assert mode(_model().save(tmp_path / "a.owl")) == 0o644
+        os.umask(0o077)
+        assert mode(_model().save(tmp_path / "b.owl")) == 0o600
+        # add-class and serve rewrite a model in place: it keeps the mode it had, not the umask's
+        assert mode(_model().save(tmp_path / "a.owl")) == 0o644
+    finally:
+        os.umask(old)
+
+
+@pytest.fixture(scope="module")
+def fitted_file(tmp_path_factory):
+    """A tiny model with a Gaussian classifier and a kNN detector, saved once for the tampering tests."""
+    model = _model()
+    g = torch.Generator().manual_seed(0)
+    train = ImageDataset(torch.randint(0, 256, (40, 1, 10, 10), dtype=torch.uint8, generator=g),
+                         torch.arange(40) % 4, model.class_names)
+    model.fit_gaussian(train)
+    model.fit_detector(train, train, "knn")
+    return model.save(tmp_path_factory.mktemp("fitted") / "m.owl")
+
+
+def _tampered(source, target, edit=lambda header: None, drop=()):
+    """``source`` rewritten to ``target`` with its header edited in place and the tensors under ``drop`` left out."""
+    contents = read_bundle(source)
+    header = json.loads(json.dumps(contents.header))
+    edit(header)
+    tensors = {k: v.contiguous() for k, v in contents.tensors.items() if not k.startswith(drop)}
+    save_file(tensors, str(target), metadata={"owlearn": json.dumps(header)})
+    return target
+
+
+@pytest.mark.parametrize("edit,drop,message", [
+    (lambda h: h.update(format_version="1"), (), r"format_version is '1', not a positive whole number"),
+    (lambda h: h.pop("class_names"), (), r"owlearn header is missing field 'class_names'"),
+    (lambda h: h.update(class_names="wxyz"), (), r"has a string for field 'class_names', not an array"),
+    (lambda h: h.update(class_names=[1, 2, 3, 4]), (), r"class name that is not a string"),
+    (lambda h: h.update(class_names=["w", "x", "y"]), (), r"3 class names for a network with 4 outputs"),
+    (lambda h: h.update(info=[]), (), r"has an array for field 'info', not an object"),
+    (lambda h: h.update(components=[]), (), r"has an array for field 'components', not an object"),
+    (lambda h: h["network"]["backbone_args"].update(widths=[8, 8, 16, 32]), (),
+     r"the network is damaged or inconsistent \(size mismatch for backbone.*; and \d+ more\)"),
+    (lambda h: h["preprocessing"].pop("in_shape"), (), r"the preprocessing is damaged .*no entry 'in_shape'"),
+    (lambda h: h["components"]["detector"].update({"class": "owlearn.nope:Thing"}), (),
+     r"component 'detector' names an unknown class 'owlearn.nope:Thing'"),
+    (lambda h: h["components"]["detector"].update({"class": "owlearn.__main__:main"}), (),
+     r"component 'detector' names class 'owlearn.__main__:main', which is not part of owlearn"),
+    (lambda h: h["components"].update(detector=[]), (), r"component 'detector' is an array, not an object"),
+    (lambda h: h["components"]["gaussian"].pop("config"), (), r"component 'gaussian' has null for 'config'"),
+    (lambda h: h["components"]["gaussian"]["config"].pop("fitted"), (), r"'gaussian' has no 'fitted' record"),
+    (lambda h: h["components"]["gaussian"]["config"]["fitted"].pop("class_names_"), (),
+     r"component 'gaussian' lacks its fitted class_names_"),
+    (lambda h: h["components"]["gaussian"]["config"]["fitted"].update(class_names_=["w"]), (),
+     r"component 'gaussian' has 1 class names for 4 classes"),
+    (lambda h: h["components"]["detector"]["config"]["fitted"].pop("offset_"), (),
+     r"component 'detector' lacks its fitted offset_"),
+    (lambda h: None, ("components/gaussian/",), r"component 'gaussian' has none of its tensors"),
+    (lambda h: None, ("components/gaussian/cholesky_",),
+     r"component 'gaussian' is damaged or inconsistent \(.*no attribute 'cholesky_'\)"),
+])
+def test_tampered_file_is_refused_with_what_is_wrong(fitted_file, tmp_path, edit, drop, message):
+    path = _tampered(fitted_file, tmp_path / "bad.owl", edit, drop)
+    with pytest.raises(ModelFileError, match=f"^{re.escape(str(path))}: .*{message}"):
+        OwlModel.load(path)
+
+
+def test_header_that_is_not_an_object_is_refused(tmp_path):
+    path = _model().save(tmp_path / "m.owl")
+    tensors = {k: v.contiguous() for k, v in read_bundle(path).tensors.items()}
+    save_file(tensors, str(path), metadata={"owlearn": json.dumps([read_bundle(path).header])})
+    with pytest.raises(ModelFileError, match="owlearn header is an array, not a JSON object"):
+        OwlModel.load(path)
+
+
+def test_untampered_fitted_file_loads(fitted_file):
+    model = OwlModel.load(fitted_file)
+    assert model.classes == ["w", "x", "y", "z"] and model.detector is not None
+
+
+def _net_and_sgd(width):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, width), torch.nn.ReLU(), torch.nn.Linear(width, 2))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    net(torch.rand(4, 3)).sum().backward()
+    opt.step()
+    return net, opt
+
+
+def test_checkpoint_of_another_network_is_refused_in_one_line(tmp_path):
+    from owlearn.train import checkpoint as ckpt
+
+    net, sgd = _net_and_sgd(4)
+    path = tmp_path / "last.ckpt"
+    ckpt.save(path, model=net, optimizer=sgd, meta={"epoch": 1})
+    other, other_sgd = _net_and_sgd(5)  # 0.weight, 0.bias and 2.weight differ in shape
+    with pytest.raises(ValueError, match=r"checkpoint .*last.ckpt was written for a different network "
+                                         r"\(size mismatch for 0.weight: .*; and 2 more\); use the same "
+                                         r"options or a new --checkpoint-dir") as info:
+        ckpt.load(path, model=other, optimizer=other_sgd)
+    assert "\n" not in str(info.value)
+
+
+def test_checkpoint_of_another_optimizer_is_refused(tmp_path):
+    from owlearn.train import checkpoint as ckpt
+
+    net, sgd = _net_and_sgd(4)
+    path = tmp_path / "last.ckpt"
+    ckpt.save(path, model=net, optimizer=sgd, meta={"epoch": 1})
+    with pytest.raises(ValueError, match=r"written for a different optimizer than Adam"):
+        ckpt.load(path, model=net, optimizer=torch.optim.Adam(net.parameters()))
+
+
+def test_checkpoint_keeps_the_mode_of_the_file_it_replaces(tmp_path):
+    import stat
+
+    from owlearn.train import checkpoint as ckpt
+
+    net, sgd = _net_and_sgd(4)
+    path = tmp_path / "last.ckpt"
+    ckpt.save(path, model=net, optimizer=sgd)
+    path.chmod(0o640)
+    ckpt.save(path, model=net, optimizer=sgd)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640

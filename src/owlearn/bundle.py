@@ -41,6 +41,15 @@ class BundleContents:
         return {k[cut:]: v for k, v in self.tensors.items() if k.startswith(prefix + "/")}
 
 
+def json_kind(value: object) -> str:
+    """What a parsed JSON value is, in JSON's words, for error messages: ``"an array"``, ``"a string"``…"""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return {dict: "an object", list: "an array", str: "a string"}.get(type(value), "a number")
+
+
 def write_bundle(path: str | Path, header: dict, groups: dict[str, dict[str, torch.Tensor]]) -> Path:
     """Write tensors (grouped by prefix) and a JSON header atomically to ``path``."""
     path = Path(path)
@@ -75,10 +84,16 @@ def read_bundle(path: str | Path) -> BundleContents:
         header = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"{path}: the owlearn header is not valid JSON ({exc})") from exc
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path}: the owlearn header is {json_kind(header)}, not a JSON object")
     if header.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{path} is not an owlearn model file (format {header.get('format')!r})")
     version = header.get("format_version")
-    if not isinstance(version, int) or version > MODEL_FORMAT_VERSION:
+    # bool is an int to Python, but true is no version number
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"{path}: the owlearn header's format_version is {version!r}, not a positive "
+                             "whole number; the file is damaged")
+    if version > MODEL_FORMAT_VERSION:
         raise ModelFileError(
             f"{path} uses model format {version}, newer than this owlearn {__version__} reads "
             f"(format {MODEL_FORMAT_VERSION}); upgrade owlearn to load it")

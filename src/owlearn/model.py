@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from owlearn.bundle import ModelFileError, read_bundle, write_bundle
+from owlearn import __version__
+from owlearn.bundle import ModelFileError, json_kind, read_bundle, write_bundle
 from owlearn.data.dataset import ImageDataset
 from owlearn.nets.network import Network, NetworkSpec
 from owlearn.preprocess import Preprocessing, load_images
+from owlearn.train.checkpoint import state_dict_mismatch
 from owlearn.train.loop import batched_forward, extract_features, predict_logits
 
 UNKNOWN = "unknown"
@@ -284,6 +286,9 @@ class OwlModel:
         if self.gaussian is None:
             raise ValueError("adding classes needs the model's Gaussian classifier: call fit_gaussian(train) "
                              "first (owlearn train does it with --gaussian)")
+        if not isinstance(name, str) or not name.strip() or name.strip().lower() == UNKNOWN:
+            # a blank name cannot be shown, and one spelled like the refusal cannot be told from it
+            raise ValueError(f"a new class needs a name that is neither blank nor {UNKNOWN!r}, got {name!r}")
         det_feats, _, emb, gauss = self._inputs(images)  # one forward pass for the classifier and detector
         if len(emb) < 2:
             raise ValueError(f"class {name!r} needs at least 2 example images, got {len(emb)}")
@@ -386,19 +391,90 @@ class OwlModel:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> OwlModel:
-        """Read a model file written by :meth:`save`; nothing is unpickled."""
+        """Read a model file written by :meth:`save`; nothing is unpickled.
+
+        A damaged or hand-edited file is refused with a :class:`ModelFileError` that names the file and
+        what is wrong in it, never with an error from deep inside the loading code.
+        """
         contents = read_bundle(path)
         h = contents.header
+        part = "the owlearn header"
         try:
+            _check_fields(h)
+            part = "the network"
             network = Network(NetworkSpec.from_json(h["network"]))
             network.load_state_dict(contents.group("network"))
-            components = {name: _component_class(entry["class"]).from_state(
-                contents.group(f"components/{name}"), entry["config"]) for name, entry in h["components"].items()}
-            model = cls(network.to(device).eval(), list(h["class_names"]),
-                        Preprocessing.from_json(h["preprocessing"]), h.get("info", {}), components)
-        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
-            raise ModelFileError(f"{path}: model file is damaged or inconsistent ({exc})") from exc
+            part = "the preprocessing"
+            preprocessing = Preprocessing.from_json(h["preprocessing"])
+            components = {}
+            for name, entry in h["components"].items():
+                part = f"component {name!r}"
+                components[name] = _load_component(name, entry, contents.group(f"components/{name}"))
+            part = "field 'class_names'"
+            model = cls(network.eval(), list(h["class_names"]), preprocessing, h.get("info", {}), components)
+        except ModelFileError as exc:
+            raise ModelFileError(f"{path}: {part} {exc}") from exc
+        except _DAMAGE as exc:
+            raise ModelFileError(f"{path}: {part} is damaged or inconsistent ({_describe(exc)})") from exc
+        # outside the checks above: a device that cannot be used is no fault of the file
+        model.network.to(device)
         return model
+
+
+_DAMAGE = (AttributeError, ImportError, IndexError, KeyError, TypeError, ValueError, RuntimeError)
+"""What the loading code raises on a file whose parts do not fit together."""
+
+_HEADER_FIELDS = {"network": dict, "class_names": list, "preprocessing": dict, "components": dict}
+
+
+def _check_fields(h: dict) -> None:
+    for key, kind in _HEADER_FIELDS.items():
+        if key not in h:
+            raise ModelFileError(f"is missing field {key!r}")
+        if not isinstance(h[key], kind):
+            raise ModelFileError(f"has {json_kind(h[key])} for field {key!r}, not {json_kind(kind())}")
+    if not all(isinstance(c, str) for c in h["class_names"]):
+        raise ModelFileError("has a class name that is not a string in field 'class_names'")
+    if not isinstance(h.get("info", {}), dict):
+        raise ModelFileError(f"has {json_kind(h['info'])} for field 'info', not an object")
+
+
+def _load_component(name: str, entry: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Rebuild the component ``name`` from its header entry and tensors, checking that it is complete."""
+    from owlearn.space._state import StateMixin
+
+    if not isinstance(entry, dict):
+        raise ModelFileError(f"is {json_kind(entry)}, not an object with its 'class' and 'config'")
+    for key, kind in (("class", str), ("config", dict)):
+        if not isinstance(entry.get(key), kind):
+            raise ModelFileError(f"has {json_kind(entry.get(key))} for {key!r}, not {json_kind(kind())}")
+    component_cls = _component_class(entry["class"])
+    if issubclass(component_cls, StateMixin):
+        # StateMixin.from_state takes an absent record for "not fitted", but save() writes both always
+        for key in ("params", "fitted"):
+            if not isinstance(entry["config"].get(key), dict):
+                raise ModelFileError(f"has no {key!r} record in its config")
+        if component_cls._array_attrs and not tensors:
+            raise ModelFileError("has none of its tensors in the file")
+    obj = component_cls.from_state(tensors, entry["config"])
+    # what the model reads of the components it uses (classes, thresholds(), predict()): a file without
+    # it would load and then fail on first use
+    needs = {"gaussian": ("classes_", "class_names_"),
+             "detector": (getattr(obj, "_fitted_attr", "offset_"), "offset_")}.get(name, ())
+    missing = [a for a in needs if not hasattr(obj, a)]
+    if missing:
+        raise ModelFileError(f"lacks its fitted {', '.join(missing)}")
+    if name == "gaussian" and len(obj.class_names_) != len(obj.classes_):
+        raise ModelFileError(f"has {len(obj.class_names_)} class names for {len(obj.classes_)} classes")
+    return obj
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"no entry {exc.args[0]!r}" if exc.args else "a missing entry"
+    if isinstance(exc, RuntimeError) and str(exc).startswith("Error(s) in loading state_dict"):
+        return state_dict_mismatch(exc)
+    return str(exc) or type(exc).__name__
 
 
 def _class_path(obj: Any) -> str:
@@ -407,12 +483,17 @@ def _class_path(obj: Any) -> str:
 
 
 def _component_class(path: str) -> type:
-    # only owlearn's own classes may be named in a model file: a file must not make us import anything else
+    # only owlearn's own classes may be named in a model file: a file must not make us import anything
+    # else, nor run a module's script (owlearn.__main__ starts the command line)
     module, _, name = path.partition(":")
-    if not (module == "owlearn" or module.startswith("owlearn.")) or not name.isidentifier():
-        raise ModelFileError(f"component class {path!r} is not part of owlearn")
-    cls = getattr(importlib.import_module(module), name, None)
-    if cls is None or not hasattr(cls, "from_state"):
-        raise ModelFileError(f"component class {path!r} does not exist in this owlearn")
+    parts = module.split(".")
+    if parts[0] != "owlearn" or not all(p.isidentifier() and not p.startswith("__") for p in parts) \
+            or not name.isidentifier():
+        raise ModelFileError(f"names class {path!r}, which is not part of owlearn")
+    try:
+        cls = getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        cls = None
+    if not isinstance(cls, type) or not hasattr(cls, "from_state"):
+        raise ModelFileError(f"names an unknown class {path!r} (not in owlearn {__version__})")
     return cls
-

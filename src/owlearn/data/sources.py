@@ -684,7 +684,7 @@ def _folder_root(path: Path, split: str) -> Path:
     if split not in ("train", "all"):
         raise ValueError(
             f"{path} has no split sub-folders ({', '.join(_SPLIT_DIRS)}), so the whole folder is one split: "
-            f"use split='all' (or 'train'), not {split!r}"
+            f"use split 'all' (or 'train'; on the command line --split all), not {split!r}"
         )
     return path
 

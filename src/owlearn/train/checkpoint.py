@@ -41,7 +41,10 @@ def save(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer
 
 
 def load(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict:
-    """Restore ``model`` (and ``optimizer``) from a checkpoint; returns the stored ``meta`` dict."""
+    """Restore ``model`` (and ``optimizer``) from a checkpoint; returns the stored ``meta`` dict.
+
+    A checkpoint of another network or optimizer is a ``ValueError`` that says so in a line or two.
+    """
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -49,11 +52,15 @@ def load(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # safetensors raises several exception types for a damaged file
         raise ValueError(f"{path} is not a readable owlearn checkpoint: {exc}") from exc
-    if not header or header.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an owlearn checkpoint")
     if header["version"] > CHECKPOINT_VERSION:
         raise ValueError(f"{path} was written by a newer owlearn (checkpoint version {header['version']})")
-    model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
+    try:
+        model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
+    except RuntimeError as exc:
+        raise ValueError(f"checkpoint {path} was written for a different network ({state_dict_mismatch(exc)}); "
+                         "use the same options or a new --checkpoint-dir") from exc
     if optimizer is not None and header["optimizer"]:
         state: dict[int, dict] = {}
         for key, value in tensors.items():
@@ -62,5 +69,25 @@ def load(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer
                 state.setdefault(int(pid), {})[name] = value
         for pid, values in header["optimizer"]["scalars"].items():
             state.setdefault(int(pid), {}).update(values)
-        optimizer.load_state_dict({"state": state, "param_groups": header["optimizer"]["param_groups"]})
+        try:
+            optimizer.load_state_dict({"state": state, "param_groups": header["optimizer"]["param_groups"]})
+        except (KeyError, ValueError) as exc:  # torch's own messages: a bare key ('step'), or group sizes
+            raise ValueError(f"checkpoint {path} was written for a different optimizer than "
+                             f"{type(optimizer).__name__} ({type(exc).__name__}: {exc}); use the same options "
+                             "or a new --checkpoint-dir") from exc
     return header["meta"]
+
+
+def state_dict_mismatch(exc: RuntimeError) -> str:
+    """The gist of ``load_state_dict``'s error: its first difference, and how many more there are.
+
+    Torch lists every missing, unexpected and mis-shaped tensor, one per line, after a line that says
+    only which module it was: tens of lines for a network of another width.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) < 2:
+        return lines[0] if lines else type(exc).__name__
+    first = lines[1].rstrip(". ")
+    if len(first) > 200:  # "Missing key(s) in state_dict: ..." names every key on one line
+        first = first[:200] + "…"
+    return first + (f"; and {len(lines) - 2} more" if len(lines) > 2 else "")
