@@ -344,6 +344,20 @@ def test_replay_memory_joins_the_training_set():
     assert strategy.memory.sizes() == {0: 3, 1: 3, 2: 2, 3: 2}
 
 
+def test_replay_never_answers_with_a_class_it_has_not_trained_on():
+    # logit adjustment leaves the outputs of classes still to come untouched: they must not win the argmax
+    data = _quadrants()
+    sc = class_incremental(data, data, 2)
+    strategy = Replay(memory_size=10)
+    net = _tiny_net()
+    with torch.no_grad():
+        net.head.fc.bias[2:] = 100.0  # the untrained outputs of the second experience's classes would win
+    result = run_continual(sc, strategy, net, config=b4_config(epochs=2))
+    after_first = result.matrix.values[0]
+    assert after_first[0] >= 0.5  # only its own two classes are answered; a plain argmax answers 2 or 3: 0.0
+    assert after_first[1] == 0.0  # and would score on the second experience before seeing it
+
+
 def test_unknown_strategy_names_the_choices():
     with pytest.raises(ValueError, match="choose one of"):
         make_strategy("magic")

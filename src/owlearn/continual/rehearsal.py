@@ -12,7 +12,7 @@ from owlearn.continual.memory import ClassBalancedMemory, herding, kernel_herdin
 from owlearn.continual.scenarios import Experience, concat
 from owlearn.continual.simple import layer_features
 from owlearn.data.dataset import UNLABELED, ImageDataset
-from owlearn.train.loop import CrossEntropy, Objective, Step
+from owlearn.train.loop import CrossEntropy, Objective, Step, predict_logits
 
 
 class BalancedCrossEntropy:
@@ -75,6 +75,20 @@ class Replay(Strategy):
 
     def after_training(self, ctx: Context, exp: Experience, train: ImageDataset) -> None:
         self.memory.add_classes(exp.train, exp.classes, lambda images, m: random_sample(ctx, exp, images, m))
+
+    @torch.inference_mode()
+    def predict(self, ctx: Context, images: torch.Tensor) -> torch.Tensor:
+        """The head's argmax over the classes trained on so far (those of the memory).
+
+        Logit adjustment gives a class absent from the training set no gradient at all, so the outputs of
+        classes still to come keep their initial values, and a plain argmax could answer with one of them.
+        """
+        logits = predict_logits(ctx.network, images, ctx.config.eval_batch_size)
+        if self.memory.images:
+            unseen = torch.ones(logits.shape[1], dtype=torch.bool)
+            unseen[list(self.memory.images)] = False
+            logits[:, unseen] = float("-inf")
+        return logits.argmax(1)
 
 
 SELECTIONS = ("kernel-herding", "herding", "random")
