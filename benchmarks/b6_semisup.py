@@ -96,7 +96,8 @@ def main() -> None:
             acc = held_out_accuracy(model, held_out)
             rows.append({"vat": vat, "held_out_accuracy": acc, "train_seconds": secs})
             print(f"select {vat}: held-out accuracy {acc:.4f} ({secs:.0f} s)", flush=True)
-        results = {"grid": rows}
+        # a part of the grid (--grid-index, to run it in parallel) chooses nothing: --stage choose merges the parts
+        results = {"grid": rows} if args.grid_index is not None else {"grid": rows, "chosen": _best(rows)["vat"]}
         config_doc["grid"] = GRID
         write_results("b6_semisup-select", config_doc, results, started, args.out)
         return
@@ -142,17 +143,23 @@ def _choose(files_dir) -> None:
         rows += doc["results"]["grid"]
     if doc is None:
         raise SystemExit(f"no b6_semisup-select*.json in {folder}")
-    best = max((r for r in rows if r["vat"] is not None), key=lambda r: r["held_out_accuracy"])
+    best = _best(rows)
     doc["results"] = {"grid": rows, "chosen": best["vat"]}
     (RESULTS / "b6_semisup-select.json").write_text(json.dumps(doc, indent=2))
     print(f"chosen on the held-out images: {best['vat']} ({best['held_out_accuracy']:.4f})")
+
+
+def _best(rows: list[dict]) -> dict:
+    """The VAT setting of highest held-out accuracy (CE only, ``vat`` None, is the baseline, not a choice)."""
+    return max((r for r in rows if r["vat"] is not None), key=lambda r: r["held_out_accuracy"])
 
 
 def _chosen_from_select() -> dict:
     path = RESULTS / "b6_semisup-select.json"
     if not path.exists():
         raise SystemExit(f"{path} not found: run --stage select first, or pass --chosen '{{\"eps\": 2.5, ...}}'")
-    return json.loads(path.read_text())["results"]["chosen"]
+    results = json.loads(path.read_text())["results"]
+    return results["chosen"] if "chosen" in results else _best(results["grid"])["vat"]
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from owlearn.train.loop import TrainConfig, resolve_device
 
 
 def b4_config(seed: int = 0, device: str = "auto", epochs: int = 5) -> TrainConfig:
-    """BENCHMARKS B4's recipe: SGD lr 0.01 momentum 0.9, batch 64, 5 epochs per experience, constant rate.
+    """Benchmark B4's recipe: SGD lr 0.01 momentum 0.9, batch 64, 5 epochs per experience, constant rate.
 
     No weight decay (as in the Avalanche baselines). owlearn's loop uses Nesterov momentum.
     """

@@ -1,7 +1,7 @@
 """Continual-learning scenarios: a stream of experiences, each a training set and a test set.
 
 *Class-incremental*: every experience brings new classes; one head over all classes, no task identity
-at test time (BENCHMARKS B4: Split Fashion-MNIST, 5 experiences of 2 classes). *Domain-incremental*:
+at test time (benchmark B4: Split Fashion-MNIST, 5 experiences of 2 classes). *Domain-incremental*:
 every experience has the same classes drawn from another distribution (Fashion-MNIST → MNIST-10k).
 
 Labels keep the source dataset's numbering, so class names stay meaningful and one 10-way head
@@ -155,7 +155,7 @@ def domain_incremental(tasks: Sequence[tuple[str, ImageDataset, ImageDataset]], 
 def split_fashion_mnist(n_experiences: int = 5, *, class_order: Sequence[int] | None = None,
                         seed: int | None = None, data_dir: str | Path | None = None,
                         train_limit: int | None = None, test_limit: int | None = None) -> Scenario:
-    """BENCHMARKS B4: Fashion-MNIST in ``n_experiences`` class groups (natural order by default).
+    """Benchmark B4: Fashion-MNIST in ``n_experiences`` class groups (natural order by default).
 
     ``train_limit``/``test_limit`` keep only the first images of each split (for quick runs).
     """
@@ -170,7 +170,7 @@ def split_fashion_mnist(n_experiences: int = 5, *, class_order: Sequence[int] | 
 
 def fashion_to_mnist(*, data_dir: str | Path | None = None, mnist_dir: str | Path | None = None,
                      train_limit: int | None = None, test_limit: int | None = None) -> Scenario:
-    """BENCHMARKS B4 domain-incremental variant: Fashion-MNIST, then the MNIST-10k split.
+    """Benchmark B4 domain-incremental variant: Fashion-MNIST, then the MNIST-10k split.
 
     MNIST's training set is not on these machines, so its test set is split: the first 8,000 digits
     train, the last 2,000 test (``MNIST-10k split``). ``mnist_dir`` is the folder holding
