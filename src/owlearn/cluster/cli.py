@@ -61,6 +61,9 @@ def cluster(
     dataset = load_dataset(data, split, data_dir=data_dir)
     if limit:
         dataset = dataset.subset(torch.arange(min(limit, len(dataset))))
+    if clusters > len(dataset):
+        raise typer.BadParameter(f"{clusters} clusters of {len(dataset)} images: ask for fewer clusters or use "
+                                 "more images", param_hint="--clusters")
     batch_size = min(batch_size, len(dataset))
     epochs = epochs or epochs_for(len(dataset), batch_size)
     config = IICConfig(clusters=clusters, overclusters=overclusters, sub_heads=sub_heads, alpha=alpha,

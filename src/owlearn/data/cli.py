@@ -121,7 +121,7 @@ def download_command(
         typer.Option("--split", help="Only the files of this split (repeatable; default: all splits).",
                      show_default=False),
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for a connection or a read.")] = 60.0,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for a connection or a read.")] = 60.0,
 ) -> None:
     """Download datasets into the data folder, verifying every file against its published checksum.
 

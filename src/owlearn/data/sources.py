@@ -630,7 +630,7 @@ def _missing_message(spec: DatasetSpec, split: str, missing: Sequence[str], data
     needed = ", ".join(spec.split_files[split])
     return (
         f"{spec.name} ({split}): {', '.join(missing)} not found (looked in {folders}). "
-        f"Run `owlearn data download {spec.name}` (or pass download=True), or put {needed} "
+        f"Run `owlearn data download {spec.name}` (or pass download=True, --download), or put {needed} "
         f"in {data_dir / spec.name}/ by hand"
     )
 
@@ -647,7 +647,7 @@ def _resolve_split(spec: DatasetSpec, split: str, data_dir: Path, fetch: bool) -
         return _resolve_split(spec, split, data_dir, fetch=False)  # finds them, verified, from the cache
     if missing and errors:
         raise ChecksumError(
-            f"{errors[0]}. Delete it and run `owlearn data download {spec.name}` (or pass download=True)"
+            f"{errors[0]}. Delete it and run `owlearn data download {spec.name}` (or pass download=True, --download)"
         )
     if missing:
         raise DatasetNotFoundError(_missing_message(spec, split, missing, data_dir))
