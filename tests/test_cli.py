@@ -419,3 +419,11 @@ def test_cluster_reads_a_folder_of_unlabeled_images(tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert sum(metrics["cluster_sizes"]) == 24 and "accuracy" not in metrics
+
+
+def test_version_flag_and_command():
+    from owlearn import __version__
+
+    for args in (["--version"], ["version"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0 and result.output.strip() == f"owlearn {__version__}"

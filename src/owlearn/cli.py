@@ -33,6 +33,20 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"owlearn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the owlearn version and exit."),
+) -> None:
+    """Open-world image recognition: classify what you know, refuse what you don't, grow without retraining."""
+
+
 DATA_DIR_OPTION = typer.Option(
     None, "--data-dir", help="Dataset cache folder (default: $OWLEARN_DATA or ~/.cache/owlearn).")
 
