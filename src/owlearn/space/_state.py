@@ -137,13 +137,20 @@ class StateMixin:
         for key in self._nested:
             if hasattr(self, key):
                 fitted[key] = getattr(self, key).config()
-        return {"class": type(self).__name__, "params": params, "fitted": fitted}
+        # the names of the tensors state_dict() writes: a file that lost some of them is refused on loading
+        # instead of failing at first use (which of them exist depends on what was fitted)
+        tensors = [f"param.{k}" for k in self._array_params if getattr(self, k) is not None]
+        tensors += [k for k in self._array_attrs if hasattr(self, k)]
+        return {"class": type(self).__name__, "params": params, "fitted": fitted, "tensors": tensors}
 
     @classmethod
     def from_state(cls, state: dict[str, torch.Tensor], config: dict[str, Any]) -> Self:
         """Rebuild an estimator from :meth:`state_dict` and :meth:`config`; outputs are identical."""
         if config.get("class") != cls.__name__:
             raise ValueError(f"config describes a {config.get('class')!r}, not a {cls.__name__}")
+        missing = [k for k in config.get("tensors", ()) if k not in state]  # files from before the list: no check
+        if missing:
+            raise ValueError(f"{cls.__name__} lacks the tensor(s) {', '.join(missing)} its config lists")
         params = dict(config["params"])
         for key in cls._array_params:
             tensor = state.get(f"param.{key}")
