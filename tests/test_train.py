@@ -116,6 +116,29 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     Trainer(_net(), _config(epochs=1), checkpoint_dir=tmp_path, progress=False).fit(data)
     with pytest.raises(ValueError, match="resume with the same settings"):
         Trainer(_net(), _config(epochs=2, seed=4), checkpoint_dir=tmp_path, progress=False).fit(data, resume=True)
+    # an optimizer whose state has the same layout (Adam's would drive an AdamW), or another rate: named
+    Trainer(_net(), _config(epochs=1, optimizer="adam"), checkpoint_dir=tmp_path / "adam", progress=False).fit(data)
+    with pytest.raises(ValueError, match=r"written with optimizer='adam', lr=0.05; resume with the same settings"):
+        Trainer(_net(), _config(epochs=1, optimizer="adamw", lr=0.001), checkpoint_dir=tmp_path / "adam",
+                progress=False).fit(data, resume=True)
+
+
+def test_a_checkpoint_with_a_damaged_header_is_refused(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from owlearn.train import checkpoint as ckpt
+
+    Trainer(_net(), _config(epochs=1), checkpoint_dir=tmp_path, progress=False).fit(_blobs())
+    path = tmp_path / "last.ckpt"
+    with safe_open(str(path), framework="pt") as f:
+        header, tensors = json.loads(f.metadata()["owlearn"]), {k: f.get_tensor(k) for k in f.keys()}
+    for edit in ({"version": "1"}, {"optimizer": []}, {"meta": None}):
+        save_file(tensors, str(path), metadata={"owlearn": json.dumps({**header, **edit})})
+        with pytest.raises(ValueError, match="damaged owlearn checkpoint"):
+            ckpt.load(path, model=_net())
 
 
 def test_resume_without_checkpoint_names_the_path(tmp_path):

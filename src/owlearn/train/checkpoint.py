@@ -54,8 +54,14 @@ def load(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer
         raise ValueError(f"{path} is not a readable owlearn checkpoint: {exc}") from exc
     if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an owlearn checkpoint")
-    if header["version"] > CHECKPOINT_VERSION:
-        raise ValueError(f"{path} was written by a newer owlearn (checkpoint version {header['version']})")
+    version, optim, meta = header.get("version"), header.get("optimizer"), header.get("meta")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1 or not isinstance(meta, dict) \
+            or not isinstance(optim, dict) or (optim and not (isinstance(optim.get("param_groups"), list)
+                                                            and isinstance(optim.get("scalars"), dict))):
+        raise ValueError(f"{path} is a damaged owlearn checkpoint (its header's version, meta or optimizer "
+                         "record is missing or of the wrong kind)")
+    if version > CHECKPOINT_VERSION:
+        raise ValueError(f"{path} was written by a newer owlearn (checkpoint version {version})")
     try:
         model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
     except RuntimeError as exc:

@@ -449,11 +449,12 @@ class Trainer:
             raise FileNotFoundError(f"no checkpoint to resume from at {path}")
         meta = ckpt.load(path, model=self.model, optimizer=self.optimizer)
         saved = TrainConfig.from_json(meta["config"])
-        if (saved.epochs, saved.batch_size, saved.seed) != (self.config.epochs, self.config.batch_size,
-                                                             self.config.seed):
-            # a changed schedule cannot reproduce the uninterrupted run; say so instead of drifting
-            raise ValueError(f"{path} was written with epochs={saved.epochs}, batch_size={saved.batch_size}, "
-                             f"seed={saved.seed}; resume with the same settings")
+        # a changed schedule, batch or optimizer cannot reproduce the uninterrupted run (and a saved Adam state
+        # would quietly drive an AdamW); say so instead of drifting
+        fields = ("epochs", "batch_size", "seed", "optimizer", "lr", "momentum", "weight_decay", "schedule")
+        changed = [f"{f}={getattr(saved, f)!r}" for f in fields if getattr(saved, f) != getattr(self.config, f)]
+        if changed:
+            raise ValueError(f"{path} was written with {', '.join(changed)}; resume with the same settings")
         self.history.epochs = list(meta["history"])
         return int(meta["epoch"])
 
