@@ -269,3 +269,13 @@ def test_folder_info(tmp_path, gen):
     gen.make_image_folder(tmp_path / "p", {"a": [np.zeros((2, 2))] * 2, "b": [np.zeros((2, 2))]})
     info = dataset_info(f"folder:{tmp_path / 'p'}")
     assert info["splits"] == {"all": 3} and info["classes"] == ["a", "b"]
+
+
+def test_folder_info_of_unlabeled_and_empty_folders(tmp_path, gen):
+    gen.make_image_folder(tmp_path / "p", {"a": [np.zeros((2, 2))] * 3})
+    (tmp_path / "p" / "a").rename(tmp_path / "flat")
+    info = dataset_info(f"folder:{tmp_path / 'flat'}")
+    assert info["splits"] == {"all": 3} and info["classes"] == []
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetFormatError, match="no images and no class sub-folders"):
+        dataset_info(f"folder:{tmp_path / 'empty'}")

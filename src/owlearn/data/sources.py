@@ -809,12 +809,16 @@ def _folder_info(path: Path) -> dict[str, Any]:
     roots = {d: path / d for d in split_dirs} if split_dirs else {"all": path}
     sizes: dict[str, int] = {}
     classes: list[str] = []
+    def images_in(folder: Path) -> int:
+        return sum(1 for f in folder.iterdir() if not f.name.startswith(".") and f.suffix.lower() in IMAGE_EXTENSIONS)
+
     for split, root in roots.items():
         classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        sizes[split] = sum(
-            1 for c in classes for f in (root / c).iterdir()
-            if not f.name.startswith(".") and f.suffix.lower() in IMAGE_EXTENSIONS
-        )
+        # without class sub-folders, the folder's own images are one unlabeled set (as the loader reads them)
+        sizes[split] = sum(images_in(root / c) for c in classes) if classes else images_in(root)
+    if not any(sizes.values()):
+        raise DatasetFormatError(f"{path}: no images and no class sub-folders; an image folder holds one "
+                                 "sub-folder of images per class, or its images unlabeled")
     return {
         "name": f"{FOLDER_PREFIX}{path}", "title": "image folder", "homepage": None, "splits": sizes,
         "shape": None, "num_classes": len(classes), "classes": classes,
