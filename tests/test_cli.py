@@ -427,3 +427,13 @@ def test_version_flag_and_command():
     for args in (["--version"], ["version"]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0 and result.output.strip() == f"owlearn {__version__}"
+
+
+@pytest.mark.parametrize("options,said", [
+    (["--neighbors", "5"], "--neighbors is the k of the knn and lof detectors, not of layers"),
+    (["--head", "linear", "--alpha", "8"], "--alpha set the radius of the l2softmax head, not of linear"),
+])
+def test_train_refuses_settings_it_would_ignore(options, said, tmp_path):
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.owl"),
+                                 *options])
+    assert result.exit_code == 2 and said in _said(result), result.output

@@ -189,6 +189,15 @@ def train(
                                  f"got {gaussian_features!r}")
     if detector != "none" and calibration_share <= 0:
         raise typer.BadParameter("a detector needs held-out images: set --calibration-share above 0")
+    if neighbors is not None and detector not in ("knn", "lof"):
+        raise typer.BadParameter(f"--neighbors is the k of the knn and lof detectors, not of {detector}",
+                                 param_hint="--neighbors")
+    # by the enum's name: typer ships its own copy of click, whose ParameterSource is not click's
+    given = [f"--{n.replace('_', '-')}" for n in ("alpha", "learn_alpha")
+             if getattr(ctx.get_parameter_source(n), "name", None) == "COMMANDLINE"]
+    if given and head != "l2softmax":  # a setting that would be silently ignored
+        raise typer.BadParameter(f"{' and '.join(given)} set the radius of the l2softmax head, not of {head}",
+                                 param_hint="--head")
     ctx.with_resource(distributed.session())  # joins torchrun's process group; a no-op otherwise
     if not distributed.is_main():
         console.quiet = True  # one process speaks for all
