@@ -50,6 +50,11 @@ def json_kind(value: object) -> str:
     return {dict: "an object", list: "an array", str: "a string"}.get(type(value), "a number")
 
 
+def is_version_number(value: object) -> bool:
+    """Whether a header's version field is a positive whole number (JSON's true is no version)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def write_bundle(path: str | Path, header: dict, groups: dict[str, dict[str, torch.Tensor]]) -> Path:
     """Write tensors (grouped by prefix) and a JSON header atomically to ``path``."""
     path = Path(path)
@@ -89,8 +94,7 @@ def read_bundle(path: str | Path) -> BundleContents:
     if header.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{path} is not an owlearn model file (format {header.get('format')!r})")
     version = header.get("format_version")
-    # bool is an int to Python, but true is no version number
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+    if not is_version_number(version):
         raise ModelFileError(f"{path}: the owlearn header's format_version is {version!r}, not a positive "
                              "whole number; the file is damaged")
     if version > MODEL_FORMAT_VERSION:

@@ -629,7 +629,8 @@ def _to_mode(image: PILImage, mode: str) -> PILImage:
 UNLABELED = -1  # owlearn.data.dataset.UNLABELED, not imported: that module imports PyTorch
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted (hidden files and other extensions skipped)."""
     return sorted(p for p in folder.iterdir()
                   if not p.name.startswith(".") and p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
@@ -644,7 +645,7 @@ def _list_images(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
         raise DatasetFormatError(f"{root}: not a folder")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        flat = _image_files(root)
+        flat = image_files(root)
         if flat:
             return [], [(p, UNLABELED) for p in flat]
         raise DatasetFormatError(
@@ -653,7 +654,7 @@ def _list_images(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
         )
     files: list[tuple[Path, int]] = []
     for label, cls in enumerate(classes):
-        found = _image_files(root / cls)
+        found = image_files(root / cls)
         if not found:
             raise DatasetFormatError(
                 f"{root / cls}: class folder without images "

@@ -32,9 +32,9 @@ import numpy as np
 
 from owlearn.data.download import ChecksumError, OfflineError, download, file_digest
 from owlearn.data.formats import (
-    IMAGE_EXTENSIONS,
     DatasetFormatError,
     dataset_from_arrays,
+    image_files,
     load_cifar10_archive,
     load_cifar100_archive,
     load_idx,
@@ -809,13 +809,10 @@ def _folder_info(path: Path) -> dict[str, Any]:
     roots = {d: path / d for d in split_dirs} if split_dirs else {"all": path}
     sizes: dict[str, int] = {}
     classes: list[str] = []
-    def images_in(folder: Path) -> int:
-        return sum(1 for f in folder.iterdir() if not f.name.startswith(".") and f.suffix.lower() in IMAGE_EXTENSIONS)
-
     for split, root in roots.items():
         classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         # without class sub-folders, the folder's own images are one unlabeled set (as the loader reads them)
-        sizes[split] = sum(images_in(root / c) for c in classes) if classes else images_in(root)
+        sizes[split] = sum(len(image_files(root / c)) for c in classes) if classes else len(image_files(root))
     if not any(sizes.values()):
         raise DatasetFormatError(f"{path}: no images and no class sub-folders; an image folder holds one "
                                  "sub-folder of images per class, or its images unlabeled")

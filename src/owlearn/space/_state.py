@@ -114,16 +114,16 @@ class StateMixin:
     _array_params: ClassVar[tuple[str, ...]] = ()
     _nested: ClassVar[tuple[str, ...]] = ()
 
+    def _own_tensors(self) -> dict[str, str]:
+        """State-dict key → attribute of the tensors this estimator writes itself (nested ones write their own);
+        which exist depends on what was fitted."""
+        names = {f"param.{k}": k for k in self._array_params if getattr(self, k) is not None}
+        names.update({k: k for k in self._array_attrs if hasattr(self, k)})
+        return names
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors of the fitted estimator, for a safetensors file (CPU, contiguous)."""
-        state: dict[str, torch.Tensor] = {}
-        for key in self._array_params:
-            value = getattr(self, key)
-            if value is not None:
-                state[f"param.{key}"] = _tensor(value)
-        for key in self._array_attrs:
-            if hasattr(self, key):
-                state[key] = _tensor(getattr(self, key))
+        state = {key: _tensor(getattr(self, attr)) for key, attr in self._own_tensors().items()}
         for key in self._nested:
             if hasattr(self, key):
                 state.update({f"{key}.{k}": v for k, v in getattr(self, key).state_dict().items()})
@@ -137,11 +137,8 @@ class StateMixin:
         for key in self._nested:
             if hasattr(self, key):
                 fitted[key] = getattr(self, key).config()
-        # the names of the tensors state_dict() writes: a file that lost some of them is refused on loading
-        # instead of failing at first use (which of them exist depends on what was fitted)
-        tensors = [f"param.{k}" for k in self._array_params if getattr(self, k) is not None]
-        tensors += [k for k in self._array_attrs if hasattr(self, k)]
-        return {"class": type(self).__name__, "params": params, "fitted": fitted, "tensors": tensors}
+        # the tensors state_dict() writes: a file that lost some of them is refused on loading, not at first use
+        return {"class": type(self).__name__, "params": params, "fitted": fitted, "tensors": list(self._own_tensors())}
 
     @classmethod
     def from_state(cls, state: dict[str, torch.Tensor], config: dict[str, Any]) -> Self:

@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from owlearn._atomic import atomic_path
+from owlearn.bundle import is_version_number
 
 CHECKPOINT_FORMAT = "owlearn-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -55,9 +56,8 @@ def load(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer
     if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an owlearn checkpoint")
     version, optim, meta = header.get("version"), header.get("optimizer"), header.get("meta")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1 or not isinstance(meta, dict) \
-            or not isinstance(optim, dict) or (optim and not (isinstance(optim.get("param_groups"), list)
-                                                            and isinstance(optim.get("scalars"), dict))):
+    if not is_version_number(version) or not isinstance(meta, dict) or not isinstance(optim, dict) \
+            or (optim and not (isinstance(optim.get("param_groups"), list) and isinstance(optim.get("scalars"), dict))):
         raise ValueError(f"{path} is a damaged owlearn checkpoint (its header's version, meta or optimizer "
                          "record is missing or of the wrong kind)")
     if version > CHECKPOINT_VERSION:
@@ -67,21 +67,21 @@ def load(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer
     except RuntimeError as exc:
         raise ValueError(f"checkpoint {path} was written for a different network ({state_dict_mismatch(exc)}); "
                          "use the same options or a new --checkpoint-dir") from exc
-    if optimizer is not None and header["optimizer"]:
+    if optimizer is not None and optim:
         state: dict[int, dict] = {}
         for key, value in tensors.items():
             if key.startswith("optim/"):
                 _, pid, name = key.split("/", 2)
                 state.setdefault(int(pid), {})[name] = value
-        for pid, values in header["optimizer"]["scalars"].items():
+        for pid, values in optim["scalars"].items():
             state.setdefault(int(pid), {}).update(values)
         try:
-            optimizer.load_state_dict({"state": state, "param_groups": header["optimizer"]["param_groups"]})
+            optimizer.load_state_dict({"state": state, "param_groups": optim["param_groups"]})
         except (KeyError, ValueError) as exc:  # torch's own messages: a bare key ('step'), or group sizes
             raise ValueError(f"checkpoint {path} was written for a different optimizer than "
                              f"{type(optimizer).__name__} ({type(exc).__name__}: {exc}); use the same options "
                              "or a new --checkpoint-dir") from exc
-    return header["meta"]
+    return meta
 
 
 def state_dict_mismatch(exc: RuntimeError) -> str:
