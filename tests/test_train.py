@@ -6,7 +6,7 @@ from owlearn.data import ImageDataset
 from owlearn.data.augment import preset
 from owlearn.nets import Network, NetworkSpec
 from owlearn.train import CrossEntropy, Hook, TrainConfig, Trainer, TrainingDiverged, evaluate_accuracy
-from owlearn.train.loop import HOOK_NAMES, lr_factor
+from owlearn.train.loop import HOOK_NAMES, lr_factor, masked_cross_entropy
 
 
 def _blobs(n=192, seed=0):
@@ -167,6 +167,28 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
     again = _net(seed=5)
     hist = Trainer(again, _config(epochs=3), checkpoint_dir=tmp_path, progress=False)
     assert hist._resume() == 1
+
+
+def test_on_accelerators_a_nan_loss_is_caught_at_the_next_check_without_waiting_for_every_step(monkeypatch):
+    # GPUs read the NaN flag back every few steps; the CPU path checks each one (above)
+    monkeypatch.setattr(Trainer, "_nonfinite_check_steps", lambda self: 4)
+    trainer = Trainer(_net(), _config(), objectives=[CrossEntropy(), _ExplodeInEpoch(1)], progress=False)
+    with pytest.raises(TrainingDiverged, match=r"NaN or infinite at epoch 2, by step 4;"):
+        trainer.fit(_blobs())
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_masked_cross_entropy_is_the_mean_over_the_labelled_rows(smoothing):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(12, 5, generator=g, requires_grad=True)
+    y = torch.randint(0, 5, (12,), generator=g)
+    y[[1, 4, 7]] = -1
+    keep = y >= 0
+    expected = torch.nn.functional.cross_entropy(logits[keep], y[keep], label_smoothing=smoothing)
+    assert torch.allclose(masked_cross_entropy(logits, y, smoothing), expected, atol=1e-6)
+    unlabelled = masked_cross_entropy(logits, torch.full((12,), -1), smoothing)
+    unlabelled.backward()
+    assert unlabelled.item() == 0.0 and not logits.grad.any()
 
 
 def test_every_hook_fires_in_order():

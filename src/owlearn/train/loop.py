@@ -42,6 +42,7 @@ class TrainingDiverged(RuntimeError):
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")  # also in owlearn._options, which the CLI reads without importing torch
+_NONFINITE_CHECK_STEPS = 32  # on accelerators, steps between reading the NaN/inf flag back
 
 
 @dataclass
@@ -188,11 +189,20 @@ class CrossEntropy:
 
     def __call__(self, step: Step) -> torch.Tensor:
         mask = step.labelled
+        if step.y.device.type != "cpu":  # branching on the mask would make the host wait for the GPU every step
+            return masked_cross_entropy(step.logits, step.y, self.label_smoothing)
         if bool(mask.all()):
             return F.cross_entropy(step.logits, step.y, label_smoothing=self.label_smoothing)
         if not bool(mask.any()):
             return step.logits.sum() * 0.0
         return F.cross_entropy(step.logits[mask], step.y[mask], label_smoothing=self.label_smoothing)
+
+
+def masked_cross_entropy(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy over the labelled rows (0 when there are none), without reading anything back from
+    the device."""
+    total = F.cross_entropy(logits, y, ignore_index=UNLABELED, reduction="sum", label_smoothing=label_smoothing)
+    return total / (y != UNLABELED).sum().clamp(min=1)
 
 
 class Hook:
@@ -358,7 +368,11 @@ class Trainer:
         self._call_hooks("on_epoch_start", epoch)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
-        counted = 0
+        counted = torch.zeros((), dtype=torch.long, device=self.device)
+        # Reading a GPU value back waits for every queued kernel; small networks are then bound by the host.
+        # On accelerators the loss is checked for NaN/inf every few steps, from a flag kept on the device.
+        check_every = self._nonfinite_check_steps()
+        nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         start = self.clock()
         done = steps
         for i in range(steps):
@@ -381,24 +395,25 @@ class Trainer:
             step = Step(self.step_model, x, labels[index], index, x_raw, g, epoch, self.global_step)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
                 loss = sum(objective(step) for objective in self.objectives)
-            if not torch.isfinite(loss):
-                where = f" Last good checkpoint: {self.checkpoint_path}" if self.checkpoint_dir else ""
-                raise TrainingDiverged(
-                    f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {i + 1}; try a lower "
-                    f"learning rate (now {lr:.3g}).{where}")
+            nonfinite |= ~torch.isfinite(loss.detach())
+            if (i + 1) % check_every == 0 or i + 1 == steps:
+                self._raise_if_diverged(nonfinite, loss, epoch, i, check_every, lr)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             distributed.average_gradients(self.model.parameters())  # hooks see the global batch's gradient
             self._call_hooks("on_after_backward", step)
             self.optimizer.step()
             loss_sum += loss.detach()
-            if step._logits is not None and bool(step.labelled.any()):
+            if step._logits is not None:
                 mask = step.labelled
-                correct += (step._logits.detach()[mask].argmax(1) == step.y[mask]).sum()
-                counted += int(mask.sum())
+                correct += ((step._logits.detach().argmax(1) == step.y) & mask).sum()
+                counted += mask.sum()
             bar.advance(i + 1, loss_sum, i + 1, correct, counted, batch * (i + 1) / max(self.clock() - start, 1e-9))
+        if 0 < done < steps:  # the time budget stopped the epoch between two checks
+            self._raise_if_diverged(nonfinite, loss, epoch, done - 1, check_every, lr)
         seconds = self.clock() - start
         self._trained_s += seconds
+        counted = int(counted)
         if distributed.is_distributed():  # logs describe the global batches, the same on every process
             totals = torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(counted), device=self.device)])
             distributed.all_reduce_sum(totals)
@@ -414,6 +429,20 @@ class Trainer:
         if done < steps:
             logs["steps"] = done  # the time budget ended this epoch early
         return logs
+
+    def _nonfinite_check_steps(self) -> int:
+        return 1 if self.device.type == "cpu" else _NONFINITE_CHECK_STEPS
+
+    def _raise_if_diverged(self, nonfinite: torch.Tensor, loss: torch.Tensor, epoch: int, i: int, check_every: int,
+                           lr: float) -> None:
+        if not bool(nonfinite):
+            return
+        where = f" Last good checkpoint: {self.checkpoint_path}" if self.checkpoint_dir else ""
+        if check_every == 1:
+            what = f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {i + 1}"
+        else:
+            what = f"loss became NaN or infinite at epoch {epoch + 1}, by step {i + 1}"
+        raise TrainingDiverged(f"{what}; try a lower learning rate (now {lr:.3g}).{where}")
 
     # -- checkpoints ----------------------------------------------------------------------------------
     @property

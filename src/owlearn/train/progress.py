@@ -42,14 +42,15 @@ class TrainingProgress:
         if self._progress is not None:
             self._task = self._progress.add_task(f"epoch {epoch + 1}/{self.epochs}", total=self.steps, stats="")
 
-    def advance(self, done: int, loss_sum: torch.Tensor, n_steps: int, correct: torch.Tensor, counted: int,
-                images_per_s: float) -> None:
+    def advance(self, done: int, loss_sum: torch.Tensor, n_steps: int, correct: torch.Tensor,
+                counted: torch.Tensor | int, images_per_s: float) -> None:
         if self._progress is None:
             return
         now = time.perf_counter()
         if now - self._last < self.interval and done < self.steps:
             return
         self._last = now
+        counted = int(counted)  # read back here, when the bar is drawn, not at every step
         acc = f" acc {float(correct) / counted:.3f}" if counted else ""
         self._progress.update(self._task, completed=done,
                               stats=f"loss {float(loss_sum) / n_steps:.4f}{acc} {images_per_s:,.0f} img/s")
