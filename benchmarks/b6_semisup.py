@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -138,7 +139,11 @@ def _choose(files_dir) -> None:
     """Merge the select runs (``b6_semisup-select*.json`` in a folder) and keep the best VAT setting."""
     folder = files_dir or RESULTS
     rows, doc = [], None
-    for path in sorted(folder.glob("b6_semisup-select*.json")):
+    def grid_order(path: Path) -> tuple[int, str]:  # b6_semisup-select-10.json after -9, not after -1
+        suffix = path.stem.rsplit("-", 1)[-1]
+        return (int(suffix), "") if suffix.isdigit() else (-1, path.name)
+
+    for path in sorted(Path(folder).glob("b6_semisup-select*.json"), key=grid_order):
         doc = json.loads(path.read_text())
         rows += doc["results"]["grid"]
     if doc is None:

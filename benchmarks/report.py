@@ -135,10 +135,10 @@ def section_b7_compile(doc: dict) -> list[str]:
     """The main run, then other runs of the same script (``results/b7_compile-*.json``, e.g. with ``--bf16``)."""
     lines = _b7_compile_run(doc, "## B7 — compiled training steps (`TrainConfig(compile=True)`, "
                                  "`owlearn train --compile`)")
-    for path in sorted(RESULTS.glob("b7_compile-*.json")):
-        other = json.loads(path.read_text())
+    others = [json.loads(path.read_text()) for path in RESULTS.glob("b7_compile-*.json")]
+    for other in sorted(others, key=lambda doc: doc["date"]):  # in the order they were measured
         variants = ", ".join(next(iter(other["results"].values()))["images_per_s"])
-        lines += _b7_compile_run(other, f"### Another run of the same script ({variants})")
+        lines += _b7_compile_run(other, other.get("title") or f"### Another run of the same script ({variants})")
     return lines
 
 
@@ -156,7 +156,7 @@ def _b7_compile_run(doc: dict, heading: str) -> list[str]:
              "|---|" + "---|" * (3 * len(variants) - 1)]
     for net, res in r.items():
         ips, first = res["images_per_s"], res["first_epoch_s"]
-        ratio = res.get("vs_eager", {"compiled": res["compiled_vs_eager"]})
+        ratio = res["vs_eager"] if "vs_eager" in res else {"compiled": res["compiled_vs_eager"]}
         setting = f"batch {res['batch_size']}, {res['augment'] or 'no'} augmentation"
         lines.append(f"| {net} ({setting}) | " + " | ".join(f"{ips[v]:,.0f}" for v in variants) + " | "
                      + " | ".join(f"{ratio[v]:.2f}×" for v in variants[1:]) + " | "
@@ -567,14 +567,7 @@ SECTIONS = {"b1_supervised": section_b1, "b2_open_set": section_b2, "b3_add_clas
             "b7_throughput": section_b7, "b7_compile": section_b7_compile, "b7_serve_load": section_b7_serve}
 
 
-_INFERENCE_CHANGE = ("commit ab28b68 moved every read-only forward pass to a copy with batch norm folded into the "
-                     "convolutions (channels-last, batch 256) and pools stage standard deviations from moments; "
-                     "outputs change by float rounding")
-STALE = {
-    "## B6 — semi-supervised": "the evaluation of these runs predates " + _INFERENCE_CHANGE + ".",
-    "## B1 on a GPU": "these runs predate " + _INFERENCE_CHANGE + ", and the B1 script's later defaults "
-                      "(time budget).",
-}
+STALE: dict[str, str] = {}  # section heading → why its figures predate the code now on main
 
 
 def mark_stale(lines: list[str]) -> list[str]:

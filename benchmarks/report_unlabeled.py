@@ -12,10 +12,6 @@ from plots import _save
 
 from common import RESULTS
 
-# the commit that changed every read-only forward pass (also named in report.py's stale notices)
-_INFERENCE_CHANGE = ("the evaluation code of commit ab28b68 (batch norm folded into the convolutions; outputs "
-                     "change by float rounding)")
-
 
 def _pm(stat: dict, digits: int = 4) -> str:
     if stat["n"] > 1:
@@ -130,7 +126,7 @@ def _self_label_gain(doc: dict) -> list[str]:
 def section_b5() -> list[str]:
     earlier = _load("b5_cluster-restart5")  # MNIST-10k with the first restart recipe (30 epochs, restart 5)
     docs = [d for d in (_load("b5_cluster-selflabel"), _load("b5_cluster"), earlier, _load("b5_cluster-alpha10"),
-                        _load("b5_cluster-fashion"), _load("b5_cluster-gpu")) if d]
+                        _load("b5_cluster-fashion"), _load("b5_cluster-gpu-selflabel"), _load("b5_cluster-gpu")) if d]
     recipes = _load("b5_cluster-gpu-alpha10-recipes")
     if not docs:
         return ["## B5 — unsupervised clustering (IIC)", "", "Not run yet: `python benchmarks/b5_cluster.py`.", ""]
@@ -188,9 +184,8 @@ def section_b5() -> list[str]:
                                f"{_cpu_minutes(doc, entry)}")
     lines += ["", "Targets: " + "; ".join(targets) + ". The write-up reached 97.5% on MNIST; the IIC paper 99.2%."]
     if any(d["machine"]["gpu"] for d in docs):
-        lines += ["", "The GPU runs predate the restart and " + _INFERENCE_CHANGE + "; they shared one H100 with up "
-                  "to 18 other runs (one process each), so their seconds are upper bounds of what one run alone "
-                  "takes."]
+        lines += ["", "The GPU runs shared one H100 and its 16 cores with 11 to 13 other runs (one process each), so "
+                  "their seconds are upper bounds of what one run alone takes."]
     gains = [g for d in docs for g in _self_label_gain(d)]
     lines += [""] + gains if gains else []
     notes = list(dict.fromkeys(n for d in docs for n in d.get("notes", [])))  # a note several runs share, once
@@ -268,7 +263,9 @@ def section_b6() -> list[str]:
         gain = res[semi[1]]["test_accuracy"]["mean"] - res[semi[0]]["test_accuracy"]["mean"]
         lines += ["", f"Target: CE + VAT beats CE only by ≥ 3 points — {'met' if gain >= 0.03 else 'missed'} "
                   f"({gain * 100:+.1f} points). The VAT write-up: 98.77% → 99.16% on MNIST (full labels)."]
-    lines += ["", f"Produced by {_provenance(final)}.", ""]
+    lines += [""] + [f"Note: {n}" for n in final.get("notes", [])]
+    lines += ["", f"Produced by {_provenance(final)}" + (f"; the selection by {_provenance(select)}" if select else "")
+              + ".", ""]
     return lines
 
 
@@ -283,6 +280,7 @@ def section_gpu_b1() -> list[str]:
         per_seed = ", ".join(f"{run['test_accuracy']:.4f}" for run in r["runs"])
         lines.append(f"| {head} | {_pm(r['test_accuracy'])} | {per_seed} | {_pm(r['train_seconds'], 0)} | "
                      f"{ips:,.0f} |")
+    lines += [""] + [f"Note: {n}" for n in doc.get("notes", [])]
     return lines + ["", f"Produced by {_provenance(doc)}.", ""]
 
 
