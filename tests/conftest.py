@@ -1,11 +1,22 @@
-"""Fixtures shared by the tests of models that refuse and learn (test_open_world, test_serve)."""
+"""Fixtures shared by the tests of models that refuse and learn (test_open_world, test_serve).
 
-import pytest
-import torch
+The suite describes CPU behaviour: float32 under ``precision="auto"``, the CPU's exact per-step checks,
+assertions on CPU tensors. CI has no GPU. On a machine with one, ``device="auto"`` would train on it and
+several tests would fail for that reason alone (seen on an H100), so GPUs are hidden here, before
+anything initialises CUDA, and child processes inherit that. The loop's GPU-only paths are checked by
+``benchmarks/gpu/check_cuda.py``.
+"""
 
-from owlearn.api import build_model, train_model
-from owlearn.data import ImageDataset
-from owlearn.train import TrainConfig
+import os
+
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from owlearn.api import build_model, train_model  # noqa: E402
+from owlearn.data import ImageDataset  # noqa: E402
+from owlearn.train import TrainConfig  # noqa: E402
 
 PATTERNS = 5
 
