@@ -280,6 +280,19 @@ def section_gpu_b1() -> list[str]:
         per_seed = ", ".join(f"{run['test_accuracy']:.4f}" for run in r["runs"])
         lines.append(f"| {head} | {_pm(r['test_accuracy'])} | {per_seed} | {_pm(r['train_seconds'], 0)} | "
                      f"{ips:,.0f} |")
+    cpu = _load("b1_supervised")
+    if cpu:  # time to the same accuracy: the CPU runs spend their whole budget
+        lines += [""]
+        for head, r in doc["results"].items():
+            if head not in cpu["results"]:
+                continue
+            c = cpu["results"][head]
+            gpu_epochs = np.mean([x["epochs_trained"] for x in r["runs"]])
+            cpu_epochs = np.mean([x["epochs_trained"] for x in c["runs"]])
+            per_run = ", ".join(f"{x['train_seconds']:.0f}" for x in r["runs"])
+            lines.append(f"- {head}: {r['test_accuracy']['mean']:.4f} after {gpu_epochs:.0f} epochs in {per_run} s "
+                         f"on the GPU; {c['test_accuracy']['mean']:.4f} after {cpu_epochs:.1f} epochs in "
+                         f"{c['train_seconds']['mean']:.0f} s on the CPU (B1 above).")
     lines += [""] + [f"Note: {n}" for n in doc.get("notes", [])]
     return lines + ["", f"Produced by {_provenance(doc)}.", ""]
 
