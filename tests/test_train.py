@@ -121,6 +121,10 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"written with optimizer='adam', lr=0.05; resume with the same settings"):
         Trainer(_net(), _config(epochs=1, optimizer="adamw", lr=0.001), checkpoint_dir=tmp_path / "adam",
                 progress=False).fit(data, resume=True)
+    # an optimizer whose state does not fit (SGD's momentum for Adam) is named too, not reported as a mismatch
+    with pytest.raises(ValueError, match=r"written with optimizer='sgd'; resume with the same settings"):
+        Trainer(_net(), _config(epochs=1, optimizer="adam"), checkpoint_dir=tmp_path, progress=False).fit(
+            data, resume=True)
 
 
 def test_a_checkpoint_with_a_damaged_header_is_refused(tmp_path):

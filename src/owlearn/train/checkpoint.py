@@ -41,27 +41,20 @@ def save(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer
         save_file(tensors, str(tmp), metadata={"owlearn": json.dumps(header)})
 
 
+def read_meta(path: str | Path) -> dict:
+    """The ``meta`` dict a checkpoint was saved with (its training settings, epoch and history), without
+    reading its tensors: to check a resume's settings before any state is restored."""
+    return _read(Path(path), with_tensors=False)[0]["meta"]
+
+
 def load(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict:
     """Restore ``model`` (and ``optimizer``) from a checkpoint; returns the stored ``meta`` dict.
 
     A checkpoint of another network or optimizer is a ``ValueError`` that says so in a line or two.
     """
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            header = json.loads((f.metadata() or {}).get("owlearn", "null"))
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # safetensors raises several exception types for a damaged file
-        raise ValueError(f"{path} is not a readable owlearn checkpoint: {exc}") from exc
-    if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an owlearn checkpoint")
-    version, optim, meta = header.get("version"), header.get("optimizer"), header.get("meta")
-    if not is_version_number(version) or not isinstance(meta, dict) or not isinstance(optim, dict) \
-            or (optim and not (isinstance(optim.get("param_groups"), list) and isinstance(optim.get("scalars"), dict))):
-        raise ValueError(f"{path} is a damaged owlearn checkpoint (its header's version, meta or optimizer "
-                         "record is missing or of the wrong kind)")
-    if version > CHECKPOINT_VERSION:
-        raise ValueError(f"{path} was written by a newer owlearn (checkpoint version {version})")
+    header, tensors = _read(path, with_tensors=True)
+    optim, meta = header["optimizer"], header["meta"]
     try:
         model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
     except RuntimeError as exc:
@@ -82,6 +75,26 @@ def load(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer
                              f"{type(optimizer).__name__} ({type(exc).__name__}: {exc}); use the same options "
                              "or a new --checkpoint-dir") from exc
     return meta
+
+
+def _read(path: Path, with_tensors: bool) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A checkpoint's validated header and (``with_tensors``) its tensors."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = json.loads((f.metadata() or {}).get("owlearn", "null"))
+            tensors = {k: f.get_tensor(k) for k in f.keys()} if with_tensors else {}
+    except Exception as exc:  # safetensors raises several exception types for a damaged file
+        raise ValueError(f"{path} is not a readable owlearn checkpoint: {exc}") from exc
+    if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an owlearn checkpoint")
+    version, optim, meta = header.get("version"), header.get("optimizer"), header.get("meta")
+    if not is_version_number(version) or not isinstance(meta, dict) or not isinstance(optim, dict) \
+            or (optim and not (isinstance(optim.get("param_groups"), list) and isinstance(optim.get("scalars"), dict))):
+        raise ValueError(f"{path} is a damaged owlearn checkpoint (its header's version, meta or optimizer "
+                         "record is missing or of the wrong kind)")
+    if version > CHECKPOINT_VERSION:
+        raise ValueError(f"{path} was written by a newer owlearn (checkpoint version {version})")
+    return header, tensors
 
 
 def state_dict_mismatch(exc: RuntimeError) -> str:

@@ -476,14 +476,14 @@ class Trainer:
             raise ValueError("resume needs a checkpoint directory")
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint to resume from at {path}")
-        meta = ckpt.load(path, model=self.model, optimizer=self.optimizer)
-        saved = TrainConfig.from_json(meta["config"])
+        saved = TrainConfig.from_json(ckpt.read_meta(path)["config"])
         # a changed schedule, batch or optimizer cannot reproduce the uninterrupted run (and a saved Adam state
-        # would quietly drive an AdamW); say so instead of drifting
+        # would quietly drive an AdamW); say so, naming the change, before any state is restored
         fields = ("epochs", "batch_size", "seed", "optimizer", "lr", "momentum", "weight_decay", "schedule")
         changed = [f"{f}={getattr(saved, f)!r}" for f in fields if getattr(saved, f) != getattr(self.config, f)]
         if changed:
             raise ValueError(f"{path} was written with {', '.join(changed)}; resume with the same settings")
+        meta = ckpt.load(path, model=self.model, optimizer=self.optimizer)
         self.history.epochs = list(meta["history"])
         return int(meta["epoch"])
 
