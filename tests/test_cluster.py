@@ -159,9 +159,11 @@ def test_cluster_command_writes_scores_plots_and_sheets(tmp_path):
     assert list((out / "clusters").glob("cluster-*.png"))
 
 
-def test_self_label_loss_is_balanced_cross_entropy_on_the_sure_rows_only():
-    from owlearn.cluster.train import self_label_loss
+@pytest.mark.parametrize("on_device", [False, True], ids=["cpu-path", "gpu-path"])
+def test_self_label_loss_is_balanced_cross_entropy_on_the_sure_rows_only(on_device):
+    from owlearn.cluster.train import masked_self_label_loss, self_label_loss
 
+    self_label_loss = masked_self_label_loss if on_device else self_label_loss  # the GPU's, run on the CPU
     probs = torch.tensor([[0.995, 0.005, 0.0], [0.999, 0.001, 0.0], [0.001, 0.999, 0.0], [0.6, 0.4, 0.0]])
     logits = torch.randn(4, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
     loss = self_label_loss(probs, logits, threshold=0.99)
@@ -172,7 +174,7 @@ def test_self_label_loss_is_balanced_cross_entropy_on_the_sure_rows_only():
     assert torch.allclose(loss, expected)
     loss.backward()
     assert torch.all(logits.grad[3] == 0)  # the unsure row teaches nothing
-    none_sure = self_label_loss(torch.full((2, 3), 1 / 3), logits, threshold=0.99)
+    none_sure = self_label_loss(torch.full((2, 3), 1 / 3), logits[:2], threshold=0.99)
     assert float(none_sure.detach()) == 0.0 and none_sure.requires_grad
 
 

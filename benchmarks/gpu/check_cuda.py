@@ -3,8 +3,8 @@
     PYTHONPATH=src python benchmarks/gpu/check_cuda.py
 
 On CUDA the loop reads its NaN/inf flag every few steps, counts accuracy on the device and masks
-unlabelled rows inside one cross-entropy reduction; this runs each of those on the GPU and compares
-with the CPU. Prints one line per check and exits 1 if any failed.
+unlabelled rows inside one cross-entropy reduction, and IIC's self-labelling masks unsure rows the same
+way; this runs each of those on the GPU and compares with the CPU. Prints one line per check and exits 1 if any failed.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sys
 
 import torch
 
+from owlearn.cluster.train import self_label_loss
 from owlearn.data import ImageDataset
 from owlearn.nets import Network, NetworkSpec
 from owlearn.train import CrossEntropy, TrainConfig, Trainer, TrainingDiverged
@@ -68,6 +69,13 @@ def main() -> int:
         gpu = masked_cross_entropy(logits.cuda(), y.cuda(), smoothing).cpu()
         results.append(check(f"masked cross-entropy on CUDA = CPU subset mean (smoothing {smoothing})",
                              torch.allclose(cpu, gpu, atol=1e-5), f"{float(cpu):.6f} vs {float(gpu):.6f}"))
+
+    probs = torch.softmax(torch.randn(64, 5, generator=g) * 6, dim=1)
+    sl_logits = torch.randn(64, 5, generator=g)
+    cpu = self_label_loss(probs, sl_logits, 0.99)
+    gpu = self_label_loss(probs.cuda(), sl_logits.cuda(), 0.99).cpu()
+    results.append(check("self-labelling loss on CUDA = CPU", torch.allclose(cpu, gpu, atol=1e-5),
+                         f"{float(cpu):.6f} vs {float(gpu):.6f}"))
 
     config = TrainConfig(epochs=2, batch_size=32, lr=0.05, seed=3, device="cuda", precision="fp32")
     try:

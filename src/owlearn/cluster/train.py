@@ -181,6 +181,13 @@ class IICObjective:
         self.epoch_losses.zero_()
         self.steps = 0
 
+    def _record(self, losses: torch.Tensor) -> None:
+        """Add one step's per-sub-head losses, summed where they are: a copy to the host at every step
+        would make it wait for the GPU; the sums are read once, at the end of the epoch."""
+        if self.epoch_losses.device != losses.device:
+            self.epoch_losses = self.epoch_losses.to(losses.device)
+        self.epoch_losses += losses.detach().float()
+
     def views(self, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
         """The light and the strong view of every image of the step, each image ``repeats`` times."""
         cfg = self.config
@@ -192,7 +199,7 @@ class IICObjective:
         both = torch.cat(self.views(step)).contiguous(memory_format=torch.channels_last)
         f1, f2 = model.features(both).chunk(2)
         main = [iic_loss(a, b, cfg.alpha) for a, b in zip(model.main(f1), model.main(f2))]
-        self.epoch_losses += torch.stack([m.detach().float().cpu() for m in main])
+        self._record(torch.stack(main))
         self.steps += 1
         loss = torch.stack(main).mean()
         if model.over is not None:
@@ -218,9 +225,9 @@ class SelfLabelObjective(IICObjective):
             targets = [F.softmax(head(f_light).float(), dim=1) for head in heads]
         f_strong = model.features(strong)
         outputs = [head(f_strong) for head in heads]
-        with torch.no_grad():  # one copy to the host per step, as in IIC's epochs
-            self.epoch_losses += torch.stack([iic_loss(sure, F.softmax(logits.float(), dim=1), cfg.alpha)
-                                              for sure, logits in zip(targets, outputs)]).float().cpu()
+        with torch.no_grad():
+            self._record(torch.stack([iic_loss(sure, F.softmax(logits.float(), dim=1), cfg.alpha)
+                                      for sure, logits in zip(targets, outputs)]))
         self.steps += 1
         return torch.stack([self_label_loss(sure, logits, cfg.self_label_threshold)
                             for sure, logits in zip(targets, outputs)]).mean()
@@ -230,6 +237,8 @@ def self_label_loss(target_probs: torch.Tensor, logits: torch.Tensor, threshold:
     """Cross-entropy of ``logits`` against the argmax of ``target_probs`` on the rows where its maximum is at
     least ``threshold``, each cluster weighted by the inverse of its share of those rows (SCAN's
     self-labelling loss); zero, still attached to ``logits``, when no row is that sure."""
+    if target_probs.device.type != "cpu":  # the branch and the masked rows below would wait for the GPU
+        return masked_self_label_loss(target_probs, logits, threshold)
     confidence, target = target_probs.max(dim=1)
     sure = confidence >= threshold
     if not bool(sure.any()):
@@ -238,6 +247,17 @@ def self_label_loss(target_probs: torch.Tensor, logits: torch.Tensor, threshold:
     counts = torch.bincount(target, minlength=logits.shape[1]).float()
     weight = torch.where(counts > 0, len(target) / counts.clamp_min(1), torch.zeros_like(counts))
     return F.cross_entropy(logits[sure].float(), target, weight=weight)
+
+
+def masked_self_label_loss(target_probs: torch.Tensor, logits: torch.Tensor, threshold: float) -> torch.Tensor:
+    """:func:`self_label_loss` without reading anything back from the device: every row enters the sums, the
+    unsure ones with weight 0."""
+    confidence, target = target_probs.max(dim=1)
+    sure = (confidence >= threshold).float()
+    counts = torch.bincount(target, weights=sure, minlength=logits.shape[1])
+    weight = torch.where(counts > 0, sure.sum() / counts.clamp_min(1), torch.zeros_like(counts))
+    per_row = F.cross_entropy(logits.float(), target, weight=weight, reduction="none")  # weight[t] * CE
+    return (per_row * sure).sum() / (weight[target] * sure).sum().clamp_min(1e-12)
 
 
 class _ChooseBestHead(Hook):
