@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Kept as the record of the B5 and B6 final runs of 2026-11-22 (commits adac3ce and 2454c34), replaced in RESULTS.md by
+# the runs of 2026-11-24; for new runs use b15_gpu.sh (B1, B5) and b6_gpu.sh (B6).
 # B5 (α = 1) and B6 final runs on a GPU machine, each run its own process side by side.
 set -u
 out=${1:?output folder}

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Kept as the record of the IIC recipe sweep and first B6 grid of 2026-11-22 (commit adac3ce); RESULTS.md still cites
+# its α = 10 recipes. For new runs use b15_gpu.sh (B1, B5) and b6_gpu.sh (B6).
 # IIC recipe sweep and the B6 selection grid on a GPU machine, every run its own process side by side.
 # Usage (on the GPU machine, repo root): bash benchmarks/gpu/b5_sweep.sh OUTDIR
 set -u
