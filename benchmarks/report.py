@@ -567,7 +567,13 @@ SECTIONS = {"b1_supervised": section_b1, "b2_open_set": section_b2, "b3_add_clas
             "b7_throughput": section_b7, "b7_compile": section_b7_compile, "b7_serve_load": section_b7_serve}
 
 
-STALE: dict[str, str] = {}  # section heading → why its figures predate the code now on main
+_GPU_PATH_CHANGE = ("these runs used the code of b3d06e0; b561087 and a9d0769 changed the GPU training path since "
+                    "(masked cross-entropy and self-labelling sums, fewer reads from the device): float rounding in "
+                    "the losses, and faster steps. Not re-run: the session's device time was spent.")
+STALE: dict[str, str] = {  # section heading → why its figures predate the code now on main
+    "## B6 — semi-supervised": _GPU_PATH_CHANGE,
+    "## B1 on a GPU": _GPU_PATH_CHANGE,
+}
 
 
 def mark_stale(lines: list[str]) -> list[str]:

@@ -213,7 +213,7 @@ def _b5_explorations() -> list[str]:
             lines.append(f"| {_recipe(doc, entry)}, {cfg['size']}×{cfg['size']} "
                          f"images | {run['seed']} | {run['accuracy']:.4f} | {run['best_sub_head_accuracy']:.4f} | "
                          f"{'' if before is None else f'{before:.4f}'} | {run['train_seconds']:.0f} |")
-    lines += [""] + [f"Note: {n}" for d in docs for n in d.get("notes", [])]
+    lines += [""] + [f"Note: {n}" for n in dict.fromkeys(n for d in docs for n in d.get("notes", []))]
     return lines + [""] + [f"Produced by {_provenance(d)}." for d in docs] + [""]
 
 
