@@ -23,17 +23,30 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 def machine() -> dict:
     """Where a result was measured."""
-    cpu = ""
+    cpu, flags = "", set()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name") and not cpu:
+                    cpu = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
         pass
     return {
         "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        # The same model name has run on hosts with and without AVX-512 here, at twice the speed apart:
+        # timings are comparable only between runs with the same vector instructions.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_bf16": "avx512_bf16" in flags,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
         "platform": platform.platform(),
     }
+
+
+def vector_isa(m: dict) -> str:
+    """', AVX512' for the provenance line; nothing for runs recorded before the capability was."""
+    return f", {m['cpu_capability']}" if m.get("cpu_capability") else ""
 
 
 def git_commit() -> str:

@@ -14,7 +14,7 @@ import plots
 import report_unlabeled
 from owlearn._atomic import atomic_open
 
-from common import RESULTS, ROOT
+from common import RESULTS, ROOT, vector_isa
 
 OUT = ROOT / "benchmarks" / "RESULTS.md"
 
@@ -27,7 +27,7 @@ def _pm(stat: dict, scale: float = 1.0, digits: int = 4) -> str:
 
 def _provenance(doc: dict) -> str:
     m = doc["machine"]
-    where = m["gpu"] or f"{m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch threads)"
+    where = m["gpu"] or f"{m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch threads{vector_isa(m)})"
     return (f"`{doc['command']}` — commit {doc['commit']}, {doc['date']}, {where}, torch {m['torch']}; "
             f"{doc['seconds'] / 60:.1f} min in all, peak memory {doc['peak_memory_mb']:,.0f} MB")
 

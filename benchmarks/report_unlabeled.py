@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from plots import _save
 
-from common import RESULTS
+from common import RESULTS, vector_isa
 
 
 def _pm(stat: dict, digits: int = 4) -> str:
@@ -21,7 +21,7 @@ def _pm(stat: dict, digits: int = 4) -> str:
 
 def _where(doc: dict) -> str:
     m = doc["machine"]
-    return m["gpu"] or f"{m['cpu']} ({m['cores']} cores)"
+    return m["gpu"] or f"{m['cpu']} ({m['cores']} cores{vector_isa(m)})"
 
 
 def _provenance(doc: dict) -> str:
