@@ -31,7 +31,10 @@ def _config(**kw):
 def test_training_learns_a_separable_task():
     data = _blobs()
     net = _net()
-    history = Trainer(net, _config(epochs=4), progress=False).fit(data, data)
+    # lr 0.02, not _config's 0.05: at 0.05 the batch-norm statistics swing from epoch to epoch, and whether
+    # the last epoch lands above 0.9 depended on the host's float rounding (0.94 and 0.81 under bf16 on an
+    # AVX-512 host for seed 3); at 0.02 seeds 0-4 reach 1.0 in float32 and bf16 alike
+    history = Trainer(net, _config(epochs=4, lr=0.02), progress=False).fit(data, data)
     assert history.last["val_acc"] > 0.9
     assert history.epochs[-1]["loss"] < history.epochs[0]["loss"]
     assert {"epoch", "loss", "acc", "lr", "seconds", "images_per_s", "val_acc"} <= set(history.last)
@@ -80,7 +83,7 @@ def test_bf16_precision_trains_under_autocast_and_keeps_float32_parameters():
 
     data = _blobs()
     net = _net()
-    trainer = Trainer(net, _config(epochs=4, precision="bf16"), objectives=[RecordingCrossEntropy()],
+    trainer = Trainer(net, _config(epochs=4, lr=0.02, precision="bf16"), objectives=[RecordingCrossEntropy()],
                       progress=False)
     assert trainer.autocast_bf16
     history = trainer.fit(data, data)
