@@ -65,6 +65,9 @@ def main() -> None:
     p = base_parser(__doc__)
     p.add_argument("--stage", choices=["select", "choose", "final"], default="final",
                    help="select: train grid settings, choose: merge select files and pick, final: seeds 0-2")
+    p.add_argument("--settings", type=json.loads, default=None,
+                   help="select these VAT settings instead of the grid: a JSON list of objects with eps, "
+                        "entropy_weight and optionally weight (VAT's weight, default 1), null for CE only")
     p.add_argument("--grid-index", type=int, nargs="+", default=None,
                    help="select only these settings (0 = CE only, i = GRID[i-1]); to run the grid in parallel")
     p.add_argument("--labels-per-class", type=int, default=100)
@@ -90,6 +93,8 @@ def main() -> None:
         settings = [None, *GRID[:1 if args.quick else None]]
         if args.grid_index is not None:
             settings = [settings[i] for i in args.grid_index]
+        if args.settings is not None:
+            settings = _checked_settings(args.settings)
         rows = []
         for vat in settings:
             data = semi_set(train, args.labels_per_class, seed, with_unlabeled=vat is not None)
@@ -98,7 +103,8 @@ def main() -> None:
             rows.append({"vat": vat, "held_out_accuracy": acc, "train_seconds": secs})
             print(f"select {vat}: held-out accuracy {acc:.4f} ({secs:.0f} s)", flush=True)
         # a part of the grid (--grid-index, to run it in parallel) chooses nothing: --stage choose merges the parts
-        results = {"grid": rows} if args.grid_index is not None else {"grid": rows, "chosen": _best(rows)["vat"]}
+        partial = args.grid_index is not None or args.settings is not None
+        results = {"grid": rows} if partial else {"grid": rows, "chosen": _best(rows)["vat"]}
         config_doc["grid"] = GRID
         write_results("b6_semisup-select", config_doc, results, started, args.out)
         return
@@ -133,6 +139,17 @@ def main() -> None:
             results[f"full supervision, {method}"] = {
                 "runs": runs, "test_accuracy": mean_std([r["test_accuracy"] for r in runs])}
     write_results("b6_semisup", config_doc, results, started, args.out)
+
+
+def _checked_settings(settings) -> list[dict | None]:
+    """--settings, checked before any training starts."""
+    if not isinstance(settings, list) or not settings:
+        raise SystemExit("--settings must be a non-empty JSON list, e.g. '[{\"eps\": 5, \"entropy_weight\": 1}]'")
+    for s in settings:
+        if s is not None and (not isinstance(s, dict) or not {"eps", "entropy_weight"} <= set(s)
+                              or not set(s) <= {"eps", "entropy_weight", "weight"}):
+            raise SystemExit(f"each --settings entry needs eps and entropy_weight (and optionally weight), got {s!r}")
+    return settings
 
 
 def _choose(files_dir) -> None:
