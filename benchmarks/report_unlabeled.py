@@ -245,6 +245,14 @@ def section_b6() -> list[str]:
     longer, longer_select = _load("b6_semisup-e20"), _load("b6_semisup-select-e20")
     if longer:
         lines += [f"### {longer['config']['epochs']} epochs", ""] + _b6_variant(longer, longer_select)
+    elif longer_select:  # tried on the held-out images and not chosen: no test runs to show
+        epochs = longer_select["config"]["epochs"]
+        lines += [f"### {epochs} epochs, on the held-out images only", "", "| setting | held-out accuracy |",
+                  "|---|---|"]
+        lines += [f"| {row['vat'] or 'CE only'} | {row['held_out_accuracy']:.4f} |"
+                  for row in longer_select["results"]["grid"]]
+        lines += [""] + [f"Note: {n}" for n in longer_select.get("notes", [])]
+        lines += ["", f"Produced by {_provenance(longer_select)}.", ""]
     return lines
 
 
