@@ -72,6 +72,28 @@ def test_vat_direction_has_unit_norm_and_beats_a_random_direction():
         assert float(kl(d).mean()) > 2 * float(kl(random).mean())
 
 
+def test_vat_direction_has_unit_norm_when_the_gradient_is_tiny():
+    # the power iteration's gradient is of the order of ξ²: at ξ = 1e-6 its norm is far below any fixed
+    # floor against division by zero, and the direction must still come out with unit norm
+    model = _toy()
+    x = torch.rand(16, 1, 4, 4, generator=torch.Generator().manual_seed(3)).double()
+    d = adversarial_direction(model.double(), x, model(x), xi=1e-6, generator=torch.Generator().manual_seed(4))
+    assert torch.allclose(d.flatten(1).norm(dim=1), torch.ones(16, dtype=torch.float64), atol=1e-9)
+
+
+def test_vat_direction_at_the_default_xi_matches_the_exact_power_iteration():
+    # float32 at the default ξ against float64 at ξ = 1e-6 (where float64 is exact enough): the same direction
+    model = _toy()
+    x = torch.rand(32, 1, 4, 4, generator=torch.Generator().manual_seed(5))
+    d = adversarial_direction(model, x, model(x), generator=torch.Generator().manual_seed(6))
+    assert torch.allclose(d.flatten(1).norm(dim=1), torch.ones(32), atol=1e-5)
+    exact = _toy().double()
+    reference = adversarial_direction(exact, x.double(), exact(x.double()), xi=1e-6,
+                                      generator=torch.Generator().manual_seed(6))
+    cosine = torch.nn.functional.cosine_similarity(d.flatten(1).double(), reference.flatten(1))
+    assert float(cosine.min()) > 0.99
+
+
 def test_vat_loss_has_no_gradient_through_the_clean_prediction():
     model = _toy()
     x = torch.randn(8, 1, 4, 4)
