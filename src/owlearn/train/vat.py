@@ -16,7 +16,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-
 # The power iteration's finite-difference step. The paper's ξ = 1e-6 assumes exact arithmetic: in float32
 # a step of 1e-6 along a unit direction over a 28×28 image moves each pixel by about 4e-8, which the input
 # normalisation rounds to one or two units in the last place, so the direction found is mostly rounding
