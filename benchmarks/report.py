@@ -571,7 +571,7 @@ _GPU_PATH_CHANGE = ("these runs used the code of b3d06e0; b561087 and a9d0769 ch
                     "(masked cross-entropy and self-labelling sums, fewer reads from the device): float rounding in "
                     "the losses, and faster steps. Not re-run: the session's device time was spent.")
 STALE: dict[str, str] = {  # section heading → why its figures predate the code now on main
-    "## B6 — semi-supervised": _GPU_PATH_CHANGE,
+    "### Earlier runs, with VAT nearly inactive": _GPU_PATH_CHANGE,
     "## B1 on a GPU": _GPU_PATH_CHANGE,
 }
 
