@@ -17,13 +17,15 @@ from torch import nn
 from owlearn.continual.base import Context, Strategy
 from owlearn.continual.scenarios import Experience
 from owlearn.data.dataset import ImageDataset
-from owlearn.train.loop import batched_forward, extract_features
+from owlearn.train.loop import batched_forward
 
 if TYPE_CHECKING:  # scikit-learn (under the classifier) is imported only when the strategy runs
     from owlearn.space.gaussian import GaussianClassifier
 
 Naive = Strategy
-PREDICT_CHUNK = 2048  # images per feature pass and classification in GaussianStrategy.predict
+# images per feature pass and classification in GaussianStrategy.predict: the float64 temporaries of
+# classifying a chunk are about 10 KB an image (SimpleNet's 320-d features), 5 MB for 512 images
+PREDICT_CHUNK = 512
 
 
 class Joint(Strategy):
@@ -81,6 +83,7 @@ class GaussianStrategy(Strategy):
         names = ctx.scenario.class_names
         for c in exp.classes:
             # one class's features at a time: the experience's whole feature matrix is never held
+            class_feats = None  # nor two classes' at once, while the next one's are extracted
             class_feats = self.features(ctx, exp.train.images[exp.train.labels == c])
             if self._classifier is None:
                 from owlearn.space.gaussian import GaussianClassifier
@@ -116,13 +119,16 @@ def layer_features(ctx: Context, images: torch.Tensor, layer: str, power: float)
     give their output), each entry raised to ``power`` with its sign kept."""
     pre_fc = layer == "pre-fc" and hasattr(ctx.network, "backbone") and \
         any(isinstance(m, nn.Linear) for m in ctx.network.backbone.modules())
-    if not pre_fc:
-        feats = extract_features(ctx.network, images, ctx.config.eval_batch_size)
-    else:
-        feats = batched_forward(ctx.network, images, ctx.config.eval_batch_size, fn=input_of_last_linear)
-    if power != 1:  # |x|^power with x's sign, with one temporary the size of feats, not three
-        feats = feats.abs().pow_(power).copysign_(feats)
-    return feats
+    of_layer = input_of_last_linear if pre_fc else (lambda network, x: network.features(x))
+    if power == 1:
+        return batched_forward(ctx.network, images, ctx.config.eval_batch_size, fn=of_layer)
+
+    def powered(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        # batch by batch: the transform of the whole feature matrix would need a temporary of its size
+        feats = of_layer(network, x)
+        return feats.abs().pow_(power).copysign_(feats)
+
+    return batched_forward(ctx.network, images, ctx.config.eval_batch_size, fn=powered)
 
 
 def input_of_last_linear(network: nn.Module, x: torch.Tensor) -> torch.Tensor:

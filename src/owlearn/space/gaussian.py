@@ -299,12 +299,14 @@ class GaussianClassifier(StateMixin, ClassifierEstimator):
         Xt = as_features(X, n_features=self.n_features_in_, keep_float32=True)
         d2 = torch.empty(len(Xt), len(self.classes_), dtype=torch.float64)
         for start in range(0, len(Xt), _ROWS_PER_BLOCK):
-            block = Xt[start:start + _ROWS_PER_BLOCK].to(torch.float64)
-            # whiten with the Cholesky factor (never an explicit inverse), after moving the origin to the
-            # data mean so that |z|^2 + |m|^2 - 2 z.m does not cancel for features far from zero
-            Z = torch.linalg.solve_triangular(self._L, (block - self._center).T, upper=False).T  # (n, D)
-            d2[start:start + len(block)] = (Z.square().sum(1, keepdim=True) + self._wmeans_sq
-                                            - 2.0 * (Z @ self._wmeans.T))
+            # a float64 copy of the block, centred in place: whiten with the Cholesky factor (never an
+            # explicit inverse), after moving the origin to the data mean so that |z|^2 + |m|^2 - 2 z.m
+            # does not cancel for features far from zero
+            centred = Xt[start:start + _ROWS_PER_BLOCK].to(torch.float64, copy=True).sub_(self._center)
+            Z = torch.linalg.solve_triangular(self._L, centred.T, upper=False).T  # (n, D)
+            del centred
+            d2[start:start + len(Z)] = (torch.einsum("nd,nd->n", Z, Z).unsqueeze(1) + self._wmeans_sq
+                                        - 2.0 * (Z @ self._wmeans.T))
         return d2.clamp_min_(0.0).numpy()
 
     def decision_function(self, X: Any) -> np.ndarray:
