@@ -245,6 +245,11 @@ def section_b6() -> list[str]:
     lines = ["## B6 — semi-supervised learning with VAT (Fashion-MNIST)", ""]
     if final:
         lines += _b6_variant(final, select)
+    # finals of settings chosen earlier with the fixed VAT, kept when a wider selection chose another
+    for path in sorted(RESULTS.glob("b6_semisup-earlier-*.json")):
+        earlier = json.loads(path.read_text())
+        lines += [f"### Earlier final with the fixed VAT: {earlier['config']['chosen_vat']}", ""]
+        lines += _b6_variant(earlier, None)
     if before_fix:
         lines += ["### Earlier runs, with VAT nearly inactive (before 6331cbc)", ""] if final else []
         lines += _b6_variant(before_fix, before_fix_select)
