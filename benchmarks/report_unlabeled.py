@@ -41,7 +41,9 @@ def _merged_source(source: dict | str) -> str:
 def _recipe(doc: dict, entry: dict) -> str:
     restart, labelling = _restart(doc), _self_label(doc)
     iic = f"{entry['runs'][0]['epochs_run'] - labelling} epochs, restart {restart}" if restart else "no restart"
-    return iic + (f", then {labelling} epochs of self-labelling" if labelling else "")
+    size = doc["config"].get("size") or 28  # 0 keeps the 28×28 pixels
+    return (iic + (f", then {labelling} epochs of self-labelling" if labelling else "")
+            + (f", {size}×{size} images" if size != 16 else ""))
 
 
 def _cpu_minutes(doc: dict, entry: dict) -> str:
@@ -125,13 +127,15 @@ def _self_label_gain(doc: dict) -> list[str]:
 
 def section_b5() -> list[str]:
     earlier = _load("b5_cluster-restart5")  # MNIST-10k with the first restart recipe (30 epochs, restart 5)
-    docs = [d for d in (_load("b5_cluster-selflabel"), _load("b5_cluster"), earlier, _load("b5_cluster-alpha10"),
+    docs = [d for d in (_load("b5_cluster-size20-selflabel"), _load("b5_cluster-selflabel"), _load("b5_cluster"),
+                        earlier, _load("b5_cluster-alpha10"),
                         _load("b5_cluster-fashion"), _load("b5_cluster-gpu-selflabel"), _load("b5_cluster-gpu")) if d]
     recipes = _load("b5_cluster-gpu-alpha10-recipes")
     if not docs:
         return ["## B5 — unsupervised clustering (IIC)", "", "Not run yet: `python benchmarks/b5_cluster.py`.", ""]
     lines = ["## B5 — unsupervised clustering (IIC)", "",
-             "ConvNet trunk on 16×16 images, a k-way head and a 5k-way over-clustering head with 5 sub-heads each, "
+             "ConvNet trunk on 16×16 images (unless the recipe names another size), a k-way head and a 5k-way "
+             "over-clustering head with 5 sub-heads each, "
              "trained on the unlabeled images and scored on the same images (as in the IIC paper). *accuracy* is "
              "the sub-head chosen by its own loss (no labels); *best sub-head* is the best of the five by label "
              "accuracy, as the paper reports it. *restart*: the last epochs restart every main sub-head from "
@@ -210,8 +214,8 @@ def _b5_explorations() -> list[str]:
         for entry in doc["results"].values():
             run = entry["runs"][0]
             before = _before_restart(run, doc)
-            lines.append(f"| {_recipe(doc, entry)}, {cfg['size']}×{cfg['size']} "
-                         f"images | {run['seed']} | {run['accuracy']:.4f} | {run['best_sub_head_accuracy']:.4f} | "
+            recipe = _recipe(doc, entry) + (", 16×16 images" if cfg["size"] == 16 else "")
+            lines.append(f"| {recipe} | {run['seed']} | {run['accuracy']:.4f} | {run['best_sub_head_accuracy']:.4f} | "
                          f"{'' if before is None else f'{before:.4f}'} | {run['train_seconds']:.0f} |")
     lines += [""] + [f"Note: {n}" for n in dict.fromkeys(n for d in docs for n in d.get("notes", []))]
     return lines + [""] + [f"Produced by {_provenance(d)}." for d in docs] + [""]
