@@ -305,7 +305,7 @@ class GaussianClassifier(StateMixin, ClassifierEstimator):
             centred = Xt[start:start + _ROWS_PER_BLOCK].to(torch.float64, copy=True).sub_(self._center)
             Z = torch.linalg.solve_triangular(self._L, centred.T, upper=False).T  # (n, D)
             del centred
-            d2[start:start + len(Z)] = (torch.einsum("nd,nd->n", Z, Z).unsqueeze(1) + self._wmeans_sq
+            d2[start:start + len(Z)] = (Z.square().sum(1, keepdim=True) + self._wmeans_sq
                                         - 2.0 * (Z @ self._wmeans.T))
         return d2.clamp_min_(0.0).numpy()
 
