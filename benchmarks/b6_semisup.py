@@ -33,6 +33,10 @@ from common import RESULTS, base_parser, mean_std, write_results
 GRID = [{"eps": eps, "entropy_weight": ent} for eps in (1.0, 2.5, 5.0, 8.0, 12.0) for ent in (0.0, 1.0)]
 
 
+DEFAULT_SHARE = 0.25  # the labelled images' share of every CE + VAT epoch unless a setting names another
+SETTING_KEYS = {"eps", "entropy_weight", "weight", "labelled_share"}
+
+
 def split(seed_for_labels: int, quick: bool):
     full = load_dataset("fashion-mnist", "train")
     test = load_dataset("fashion-mnist", "test")
@@ -52,13 +56,15 @@ def train_one(train, config: TrainConfig, vat: dict | None, quick: bool):
     return model, time.perf_counter() - t0
 
 
-def semi_set(train, per_class: int, seed: int, with_unlabeled: bool):
+def semi_set(train, per_class: int, seed: int, vat: dict | None):
+    """The training set of one run: CE only trains on the labelled images alone, CE + VAT on all of them, with
+    the labelled images repeated to the setting's ``labelled_share`` of every epoch (default 0.25)."""
     partial = keep_labels_per_class(train, per_class, seed=seed)
-    if not with_unlabeled:  # CE only: the labelled images alone, repeated to the same number of steps
+    if vat is None:  # CE only: the labelled images alone, repeated to the same number of steps
         labelled = partial.subset(torch.nonzero(partial.labels >= 0).flatten())
         reps = max(1, len(train) // len(labelled))
         return labelled.subset(torch.arange(len(labelled)).repeat(reps))
-    return semi_supervised_set(partial, 0.25)
+    return semi_supervised_set(partial, vat.get("labelled_share", DEFAULT_SHARE))
 
 
 def main() -> None:
@@ -67,7 +73,8 @@ def main() -> None:
                    help="select: train grid settings, choose: merge select files and pick, final: seeds 0-2")
     p.add_argument("--settings", type=json.loads, default=None,
                    help="select these VAT settings instead of the grid: a JSON list of objects with eps, "
-                        "entropy_weight and optionally weight (VAT's weight, default 1), null for CE only")
+                        "entropy_weight and optionally weight (VAT's weight, default 1) and labelled_share (the "
+                        "labelled images' share of every epoch, default 0.25); null for CE only")
     p.add_argument("--grid-index", type=int, nargs="+", default=None,
                    help="select only these settings (0 = CE only, i = GRID[i-1]); to run the grid in parallel")
     p.add_argument("--labels-per-class", type=int, default=100)
@@ -85,7 +92,7 @@ def main() -> None:
     train, held_out, test = split(0, args.quick)
     config_doc = {"stage": args.stage, "labels_per_class": args.labels_per_class, "epochs": epochs,
                   "batch_size": args.batch_size, "lr": args.lr, "backbone": "convnet", "augment": "fashion",
-                  "held_out_images": len(held_out), "labelled_share_per_epoch": 0.25, "quick": args.quick}
+                  "held_out_images": len(held_out), "labelled_share_per_epoch": DEFAULT_SHARE, "quick": args.quick}
     results: dict = {}
     if args.stage == "select":
         seed = 0
@@ -97,7 +104,7 @@ def main() -> None:
             settings = _checked_settings(args.settings)
         rows = []
         for vat in settings:
-            data = semi_set(train, args.labels_per_class, seed, with_unlabeled=vat is not None)
+            data = semi_set(train, args.labels_per_class, seed, vat)
             model, secs = train_one(data, cfg, vat, args.quick)
             acc = held_out_accuracy(model, held_out)
             rows.append({"vat": vat, "held_out_accuracy": acc, "train_seconds": secs})
@@ -118,7 +125,7 @@ def main() -> None:
         runs = []
         for seed in args.seeds:
             cfg = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=seed, device=args.device)
-            data = semi_set(train, args.labels_per_class, seed, with_unlabeled=vat is not None)
+            data = semi_set(train, args.labels_per_class, seed, vat)
             model, secs = train_one(data, cfg, vat, args.quick)
             acc = held_out_accuracy(model, test)
             runs.append({"seed": seed, "test_accuracy": acc, "train_seconds": secs})
@@ -147,8 +154,9 @@ def _checked_settings(settings) -> list[dict | None]:
         raise SystemExit("--settings must be a non-empty JSON list, e.g. '[{\"eps\": 5, \"entropy_weight\": 1}]'")
     for s in settings:
         if s is not None and (not isinstance(s, dict) or not {"eps", "entropy_weight"} <= set(s)
-                              or not set(s) <= {"eps", "entropy_weight", "weight"}):
-            raise SystemExit(f"each --settings entry needs eps and entropy_weight (and optionally weight), got {s!r}")
+                              or not set(s) <= SETTING_KEYS):
+            raise SystemExit(f"each --settings entry needs eps and entropy_weight (and optionally weight and "
+                             f"labelled_share), got {s!r}")
     return settings
 
 

@@ -257,6 +257,14 @@ def section_b6() -> list[str]:
     if before_fix:
         lines += ["### Earlier runs, with VAT nearly inactive (before 6331cbc)", ""] if final else []
         lines += _b6_variant(before_fix, before_fix_select)
+    explore = _load("b6_semisup-explore")
+    if explore:  # more settings on the held-out images, none better than the chosen one: no test runs
+        lines += ["### More training and larger labelled shares, on the held-out images only", "",
+                  "| setting | epochs | held-out accuracy | train s |", "|---|---|---|---|"]
+        lines += [f"| {row['vat']} | {row['epochs']} | {row['held_out_accuracy']:.4f} | {row['train_seconds']:.0f} |"
+                  for row in explore["results"]["grid"]]
+        lines += [""] + [f"Note: {n}" for n in explore.get("notes", [])]
+        lines += ["", f"Produced by {_provenance(explore)}.", ""]
     longer_select = _load("b6_e20_select")
     if longer_select:  # tried on the held-out images and not chosen: no test runs to show
         epochs = longer_select["config"]["epochs"]

@@ -1,0 +1,69 @@
+"""A quick screen for B6 ideas (about a minute per CE + VAT run on one CPU thread), not a benchmark.
+
+Trains the B6 ConvNet on 8,000 images of a dataset's test split with a few labels per class and scores it on the
+other 2,000. It uses test images, so nothing it prefers may be chosen for a reported figure without a run on
+B6's held-out training images (``b6_semisup.py --stage select``). Session 18's screen is in the notes of
+``results/b6_semisup-explore.json``.
+
+    python benchmarks/b6_proxy.py --mode ce
+    python benchmarks/b6_proxy.py --eps 8 --ent 1 --share 0.5
+    python benchmarks/b6_proxy.py --dataset mnist --data-dir ../shared/data --per 10 --ent 0 --eps 5 \
+        --aug none --epochs 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from owlearn.api import build_model, train_model
+from owlearn.data.augment import preset
+from owlearn.data.sources import load_dataset
+from owlearn.evaluate import held_out_accuracy
+from owlearn.train.loop import CrossEntropy, TrainConfig
+from owlearn.train.semisup import keep_labels_per_class, semi_supervised_set
+from owlearn.train.vat import DEFAULT_XI, VAT
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", choices=["ce", "vat"], default="vat", help="CE only, or CE + VAT")
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--per", type=int, default=50, help="labels per class")
+    p.add_argument("--eps", type=float, default=8.0)
+    p.add_argument("--ent", type=float, default=1.0, help="entropy-minimisation weight")
+    p.add_argument("--weight", type=float, default=1.0, help="VAT's weight")
+    p.add_argument("--iterations", type=int, default=1, help="power iterations")
+    p.add_argument("--xi", type=float, default=DEFAULT_XI)
+    p.add_argument("--share", type=float, default=0.25, help="the labelled images' share of every epoch")
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--optimizer", default="sgd")
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--aug", default="fashion", help="augmentation preset")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    images = load_dataset(args.dataset, "test", data_dir=args.data_dir)
+    scored, train = images.random_split(2000, seed=1)
+    partial = keep_labels_per_class(train, args.per, seed=0)
+    if args.mode == "ce":  # as in B6: the labelled images alone, repeated to the size of the training set
+        labelled = partial.subset(torch.nonzero(partial.labels >= 0).flatten())
+        data = labelled.subset(torch.arange(len(labelled)).repeat(len(train) // len(labelled)))
+        objectives = [CrossEntropy()]
+    else:
+        data = semi_supervised_set(partial, args.share)
+        objectives = [CrossEntropy(), VAT(weight=args.weight, eps=args.eps, xi=args.xi, iterations=args.iterations,
+                                          entropy_weight=args.ent)]
+    model = build_model(data, "convnet", "linear", seed=0)
+    config = TrainConfig(epochs=args.epochs, batch_size=128, lr=args.lr, seed=0, optimizer=args.optimizer,
+                         weight_decay=args.weight_decay)
+    t0 = time.perf_counter()
+    train_model(model, data, config=config, augment=preset(args.aug), objectives=objectives, progress=False)
+    print(f"{vars(args)}: accuracy {held_out_accuracy(model, scored):.4f} ({time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
