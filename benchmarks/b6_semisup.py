@@ -34,7 +34,7 @@ GRID = [{"eps": eps, "entropy_weight": ent} for eps in (1.0, 2.5, 5.0, 8.0, 12.0
 
 
 DEFAULT_SHARE = 0.25  # the labelled images' share of every CE + VAT epoch unless a setting names another
-SETTING_KEYS = {"eps", "entropy_weight", "weight", "labelled_share"}
+SETTING_KEYS = {"eps", "entropy_weight", "weight", "labelled_share", "augment"}
 
 
 def split(seed_for_labels: int, quick: bool):
@@ -52,7 +52,8 @@ def train_one(train, config: TrainConfig, vat: dict | None, quick: bool):
     if vat is not None:
         objectives.append(VAT(weight=vat.get("weight", 1.0), eps=vat["eps"], entropy_weight=vat["entropy_weight"]))
     t0 = time.perf_counter()
-    train_model(model, train, config=config, augment=preset("fashion"), objectives=objectives, progress=False)
+    augment = preset((vat or {}).get("augment", "fashion"))  # a VAT setting may name another preset
+    train_model(model, train, config=config, augment=augment, objectives=objectives, progress=False)
     return model, time.perf_counter() - t0
 
 
@@ -73,7 +74,8 @@ def main() -> None:
                    help="select: train grid settings, choose: merge select files and pick, final: seeds 0-2")
     p.add_argument("--settings", type=json.loads, default=None,
                    help="select these VAT settings instead of the grid: a JSON list of objects with eps, "
-                        "entropy_weight and optionally weight (VAT's weight, default 1) and labelled_share (the "
+                        "entropy_weight and optionally weight (VAT's weight, default 1), augment (a preset, default "
+                        "fashion) and labelled_share (the "
                         "labelled images' share of every epoch, default 0.25); null for CE only")
     p.add_argument("--grid-index", type=int, nargs="+", default=None,
                    help="select only these settings (0 = CE only, i = GRID[i-1]); to run the grid in parallel")
@@ -155,7 +157,7 @@ def _checked_settings(settings) -> list[dict | None]:
     for s in settings:
         if s is not None and (not isinstance(s, dict) or not {"eps", "entropy_weight"} <= set(s)
                               or not set(s) <= SETTING_KEYS):
-            raise SystemExit(f"each --settings entry needs eps and entropy_weight (and optionally weight and "
+            raise SystemExit(f"each --settings entry needs eps and entropy_weight (and optionally weight, augment and "
                              f"labelled_share), got {s!r}")
     return settings
 
