@@ -77,7 +77,7 @@ class TrainConfig:
     """Run the training steps' feature extractor through ``torch.compile``: ``True`` for its default
     backend (inductor), or a backend's name. The first steps pay the compilation (about 30 s for the
     ConvNet). Meant for GPUs: on the 2-core CPU of this project's benchmarks, compiled training ran at
-    0.81× (SimpleNet) and 0.92× (ConvNet) the eager speed (B7 in benchmarks/RESULTS.md)."""
+    0.80× (SimpleNet) and 0.83× (ConvNet) the eager speed (B7 in benchmarks/RESULTS.md)."""
 
     def __post_init__(self) -> None:
         # a typo here would otherwise surface only in the middle of training, or never (an unknown schedule
