@@ -75,8 +75,8 @@ def main() -> None:
     p.add_argument("--settings", type=json.loads, default=None,
                    help="select these VAT settings instead of the grid: a JSON list of objects with eps, "
                         "entropy_weight and optionally weight (VAT's weight, default 1), augment (a preset, default "
-                        "fashion) and labelled_share (the "
-                        "labelled images' share of every epoch, default 0.25); null for CE only")
+                        "fashion) and labelled_share (the labelled images' share of every epoch, default 0.25); "
+                        "null for CE only")
     p.add_argument("--grid-index", type=int, nargs="+", default=None,
                    help="select only these settings (0 = CE only, i = GRID[i-1]); to run the grid in parallel")
     p.add_argument("--labels-per-class", type=int, default=100)
