@@ -18,12 +18,12 @@ import time
 
 import torch
 
+from b6_semisup import semi_set
 from owlearn.api import build_model, train_model
 from owlearn.data.augment import preset
 from owlearn.data.sources import load_dataset
 from owlearn.evaluate import held_out_accuracy
 from owlearn.train.loop import CrossEntropy, TrainConfig
-from owlearn.train.semisup import keep_labels_per_class, semi_supervised_set
 from owlearn.train.vat import DEFAULT_XI, VAT
 
 
@@ -48,15 +48,12 @@ def main() -> None:
     torch.set_num_threads(1)
     images = load_dataset(args.dataset, "test", data_dir=args.data_dir)
     scored, train = images.random_split(2000, seed=1)
-    partial = keep_labels_per_class(train, args.per, seed=0)
-    if args.mode == "ce":  # as in B6: the labelled images alone, repeated to the size of the training set
-        labelled = partial.subset(torch.nonzero(partial.labels >= 0).flatten())
-        data = labelled.subset(torch.arange(len(labelled)).repeat(len(train) // len(labelled)))
-        objectives = [CrossEntropy()]
-    else:
-        data = semi_supervised_set(partial, args.share)
-        objectives = [CrossEntropy(), VAT(weight=args.weight, eps=args.eps, xi=args.xi, iterations=args.iterations,
-                                          entropy_weight=args.ent)]
+    # the training set exactly as B6 builds it (CE only: the labelled images alone, repeated)
+    data = semi_set(train, args.per, 0, None if args.mode == "ce" else {"labelled_share": args.share})
+    objectives = [CrossEntropy()]
+    if args.mode == "vat":
+        objectives.append(VAT(weight=args.weight, eps=args.eps, xi=args.xi, iterations=args.iterations,
+                              entropy_weight=args.ent))
     model = build_model(data, "convnet", "linear", seed=0)
     config = TrainConfig(epochs=args.epochs, batch_size=128, lr=args.lr, seed=0, optimizer=args.optimizer,
                          weight_decay=args.weight_decay)

@@ -257,24 +257,31 @@ def section_b6() -> list[str]:
     if before_fix:
         lines += ["### Earlier runs, with VAT nearly inactive (before 6331cbc)", ""] if final else []
         lines += _b6_variant(before_fix, before_fix_select)
+    # settings tried on the held-out images and not chosen: no test runs to show
     explore = _load("b6_semisup-explore")
-    if explore:  # more settings on the held-out images, none better than the chosen one: no test runs
-        lines += ["### More training and larger labelled shares, on the held-out images only", "",
-                  "| setting | epochs | held-out accuracy | train s |", "|---|---|---|---|"]
-        lines += [f"| {row['vat']} | {row['epochs']} | {row['held_out_accuracy']:.4f} | {row['train_seconds']:.0f} |"
-                  for row in explore["results"]["grid"]]
-        lines += [""] + [f"Note: {n}" for n in explore.get("notes", [])]
-        lines += ["", f"Produced by {_provenance(explore)}.", ""]
+    if explore:
+        lines += _b6_held_out_only(explore, "More training and larger labelled shares, on the held-out images only",
+                                   per_row_epochs=True)
     longer_select = _load("b6_e20_select")
-    if longer_select:  # tried on the held-out images and not chosen: no test runs to show
-        epochs = longer_select["config"]["epochs"]
-        lines += [f"### {epochs} epochs, on the held-out images only (before 6331cbc)", "",
-                  "| setting | held-out accuracy |", "|---|---|"]
-        lines += [f"| {row['vat'] or 'CE only'} | {row['held_out_accuracy']:.4f} |"
-                  for row in longer_select["results"]["grid"]]
-        lines += [""] + [f"Note: {n}" for n in longer_select.get("notes", [])]
-        lines += ["", f"Produced by {_provenance(longer_select)}.", ""]
+    if longer_select:
+        lines += _b6_held_out_only(longer_select, f"{longer_select['config']['epochs']} epochs, on the held-out "
+                                                  "images only (before 6331cbc)")
     return lines
+
+
+def _b6_held_out_only(doc: dict, heading: str, per_row_epochs: bool = False) -> list[str]:
+    """A selection file's settings and held-out accuracies, its notes and provenance (no test runs)."""
+    columns = (["setting", "epochs", "held-out accuracy", "train s"] if per_row_epochs
+               else ["setting", "held-out accuracy"])
+    lines = [f"### {heading}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in doc["results"]["grid"]:
+        cells = [str(row["vat"] or "CE only"), f"{row['held_out_accuracy']:.4f}"]
+        if per_row_epochs:
+            cells[1:1] = [str(row["epochs"])]
+            cells.append(f"{row['train_seconds']:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [""] + [f"Note: {n}" for n in doc.get("notes", [])]
+    return lines + ["", f"Produced by {_provenance(doc)}.", ""]
 
 
 def _b6_variant(final: dict, select: dict | None) -> list[str]:
