@@ -34,7 +34,7 @@ from owlearn.data.dataset import ImageDataset
 from owlearn.data.sources import load_dataset
 from owlearn.model import OwlModel
 from owlearn.space import calibrate, make_detector
-from owlearn.train.loop import TrainConfig
+from owlearn.train.loop import TrainConfig, resolve_device
 
 from common import ROOT, SHARED_DATA, base_parser, mean_std, write_results
 
@@ -169,7 +169,12 @@ def fashion_in(models_dir: Path, heads: list[str], seeds: list[int], quick: bool
             test_out = cached_outputs(model, test, _cache_file(cache_dir, path, "fashion-test"))
             ood = cached_outputs(model, mnist, _cache_file(cache_dir, path, "mnist-test"))
             labels = test.relabel(model.class_names).labels.numpy()
-            out.setdefault(head_label, []).append({"seed": seed, **evaluate_detectors(
+            training = model.info.get("training", {})
+            # the recipe of B1's model matters here: label smoothing tightens the class clusters and costs
+            # the feature-space detectors much of their rejection (session 19's runs, RESULTS.md B2)
+            recipe = {"model_label_smoothing": training.get("config", {}).get("label_smoothing"),
+                      "model_epochs": len(training.get("history", []))}
+            out.setdefault(head_label, []).append({"seed": seed, **recipe, **evaluate_detectors(
                 model, fit, train.relabel(model.class_names).labels.numpy(), _slice(test_out, slice(0, half)),
                 _slice(test_out, slice(half, None)), labels[half:], ood, DETECTORS)})
     return out
@@ -195,8 +200,9 @@ def mnist_in(heads: list[str], seeds: list[int], epochs: int, quick: bool, devic
             else:
                 print(f"MNIST-10k split in / Fashion-MNIST out — {head_label}, seed {seed}: training", flush=True)
                 model = build_model(train, "convnet", head, head_args=head_args, seed=seed)
+                # the resolved device, not "auto", goes into the model's record (RESULTS.md says where it trained)
                 train_model(model, train, config=TrainConfig(epochs=epochs, batch_size=128, lr=0.1, seed=seed,
-                                                             device=device),
+                                                             device=resolve_device(device).type),
                             augment=preset("digits"), progress=False)
                 model.network.cpu()
                 if not quick:

@@ -64,27 +64,27 @@ def section_b1(doc: dict) -> list[str]:
     lines += ["", f"![B1 accuracy per head]({plots.b1_accuracy(doc)})"]
     lines += [""] + [f"Note: {n}" for n in doc.get("notes", [])]
     lines += ["", f"Produced by {_provenance(doc)}.", ""]
-    lines += _b1_earlier_recipe(doc)
+    lines += _b1_other_smoothing(doc)
     lines += _b1_reruns(doc)
     return lines
 
 
-def _b1_earlier_recipe(doc: dict) -> list[str]:
-    """The run of the recipe before label smoothing (``results/b1_supervised-ls0.json``), side by side."""
-    path = RESULTS / "b1_supervised-ls0.json"
+def _b1_other_smoothing(doc: dict) -> list[str]:
+    """The same protocol with another label smoothing (``results/b1_supervised-smoothing.json``), side by side."""
+    path = RESULTS / "b1_supervised-smoothing.json"
     if not path.exists():
         return []
-    earlier = json.loads(path.read_text())
-    smoothing = (earlier["config"].get("label_smoothing", 0.0), doc["config"].get("label_smoothing", 0.0))
-    lines = [f"The same protocol with label smoothing {smoothing[0]:g} (the earlier recipe) and "
-             f"{smoothing[1]:g} (above):", "",
+    other = json.loads(path.read_text())
+    smoothing = (doc["config"].get("label_smoothing", 0.0), other["config"].get("label_smoothing", 0.0))
+    lines = [f"The same protocol with label smoothing {smoothing[0]:g} (above) and {smoothing[1]:g}:", "",
              f"| head | smoothing {smoothing[0]:g} | smoothing {smoothing[1]:g} | difference |", "|---|---|---|---|"]
-    for head, now in doc["results"].items():
-        if head in earlier["results"]:
-            before = earlier["results"][head]["test_accuracy"]
-            lines.append(f"| {head} | {_pm(before)} | {_pm(now['test_accuracy'])} | "
-                         f"{now['test_accuracy']['mean'] - before['mean']:+.4f} |")
-    return lines + ["", f"Earlier run: {_provenance(earlier)}.", ""]
+    for head, main in doc["results"].items():
+        if head in other["results"]:
+            theirs = other["results"][head]["test_accuracy"]
+            lines.append(f"| {head} | {_pm(main['test_accuracy'])} | {_pm(theirs)} | "
+                         f"{theirs['mean'] - main['test_accuracy']['mean']:+.4f} |")
+    lines += [""] + [f"Note: {n}" for n in other.get("notes", [])]
+    return lines + ["", f"Run with label smoothing {smoothing[1]:g}: {_provenance(other)}.", ""]
 
 
 def _b1_reruns(doc: dict) -> list[str]:
@@ -231,6 +231,11 @@ def section_b2(doc: dict) -> list[str]:
     for key, block in doc["results"].items():
         lines += [f"### {titles.get(key, key)}", ""]
         trained = {(r.get("epochs"), r.get("trained_on")) for runs in block["runs"].values() for r in runs}
+        recipes = {(r.get("model_label_smoothing"), r.get("model_epochs")) for runs in block["runs"].values()
+                   for r in runs}
+        if key.startswith("fashion-in") and all(ls is not None for ls, _ in recipes):
+            lines += ["B1's ConvNets: " + "; ".join(f"label smoothing {ls:g}, {e} epochs" for ls, e in sorted(recipes))
+                      + ".", ""]
         if key.startswith("mnist-in") and all(t[0] for t in trained):
             lines += ["Digit ConvNets: " + "; ".join(f"{e} epochs, trained on {d}" for e, d in sorted(trained))
                       + " (saved under artifacts/b2-digits).", ""]
@@ -247,6 +252,47 @@ def section_b2(doc: dict) -> list[str]:
     lines += ["Targets (issue #3):", "", *_b2_targets(doc), ""]
     lines += [f"Note: {n}" for n in doc.get("notes", [])] + ([""] if doc.get("notes") else [])
     lines += [f"Produced by {_provenance(doc)}.", ""]
+    smoothed = RESULTS / "b2_open_set-label-smoothing.json"
+    if smoothed.exists():
+        lines += _b2_label_smoothing(doc, json.loads(smoothed.read_text()))
+    return lines
+
+
+B2_SMOOTHING_ROWS = ["Mahalanobis", "ViM", "LOF, 99% calibrated", "energy", "Mahalanobis layers 3+4 + ViM + kNN"]
+
+
+def _b2_label_smoothing(doc: dict, smoothed: dict) -> list[str]:
+    """Fashion-MNIST in / MNIST out with B1's label-smoothed ConvNets beside the main run's."""
+    key = "fashion-in_mnist-out"
+    plain, other = doc["results"].get(key), smoothed["results"].get(key)
+    if not plain or not other:
+        return []
+
+    def recipe(block: dict) -> str:
+        found = {(r.get("model_label_smoothing"), r.get("model_epochs")) for runs in block["runs"].values()
+                 for r in runs}
+        return "; ".join(f"label smoothing {ls:g}, {e} epochs" for ls, e in sorted(found, key=str))
+
+    lines = ["### Label smoothing costs the detectors much of their rejection", "",
+             f"Fashion-MNIST in / MNIST-10k out, the same detectors and thresholds on B1's ConvNets trained with "
+             f"label smoothing ({recipe(other)}) and without ({recipe(plain)}). OOD rejected at "
+             f"{doc['config']['accept_rate']:.0%} acceptance, and AUROC; mean ± std over seeds.", "",
+             "| head | detector | OOD rejected, without | OOD rejected, with | AUROC, without | AUROC, with |",
+             "|---|---|---|---|---|---|"]
+    for head in plain["summary"]:
+        if head not in other["summary"]:
+            continue
+        a, b = plain["summary"][head], other["summary"][head]
+        lines.append(f"| {head} | closed-set accuracy | {_pm(a['closed_set_accuracy'])} | "
+                     f"{_pm(b['closed_set_accuracy'])} | | |")
+        for det in B2_SMOOTHING_ROWS:
+            if det in a["detectors"] and det in b["detectors"]:
+                ra, rb = a["detectors"][det], b["detectors"][det]
+                lines.append(f"| {head} | {det} | {_pm(ra['out_rejected'])} | {_pm(rb['out_rejected'])} | "
+                             f"{_pm(ra['auroc'])} | {_pm(rb['auroc'])} |")
+    lines.append("")
+    lines += [f"Note: {n}" for n in smoothed.get("notes", [])] + ([""] if smoothed.get("notes") else [])
+    lines += [f"Produced by {_provenance(smoothed)}.", ""]
     return lines
 
 

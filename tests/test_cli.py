@@ -182,6 +182,17 @@ def test_train_semi_supervised_with_vat(tmp_path):
     assert model.info["training"]["images"] > 50  # the unlabeled images took part in training
 
 
+def test_train_warns_that_label_smoothing_weakens_the_detector(tmp_path):
+    common = ["train", "--data", "digits", "--epochs", "1", "--batch-size", "64", "--widths", "8,16,24,32",
+              "--label-smoothing", "0.1", "--out", str(tmp_path / "m.owl"), "--no-progress"]
+    with_detector = runner.invoke(app, [*common, "--detector", "knn", "--neighbors", "3"])
+    assert with_detector.exit_code == 0, with_detector.output
+    assert "Label smoothing weakens the knn detector" in with_detector.output
+    without = runner.invoke(app, [*common, "--detector", "none"])
+    assert without.exit_code == 0, without.output
+    assert "Label smoothing weakens" not in without.output
+
+
 def test_train_with_narrower_convnet_widths(tmp_path):
     from owlearn.model import OwlModel
 
