@@ -41,9 +41,10 @@ def width_tag(widths) -> str:
     return "" if tuple(widths) == DEFAULT_WIDTHS else "-w" + "-".join(map(str, widths))
 
 
-def network_path(models: Path, widths, head: str, epochs: int, seed: int) -> Path:
+def network_path(models: Path, widths, head: str, epochs: int, seed: int, label_smoothing: float = 0.0) -> Path:
     """Where the 5-class network of this recipe and seed is saved (and looked for)."""
-    return models / f"fashion5-convnet{width_tag(widths)}-{head}-epochs{epochs}-seed{seed}.owl"
+    smoothing = f"-ls{label_smoothing:g}" if label_smoothing else ""
+    return models / f"fashion5-convnet{width_tag(widths)}-{head}{smoothing}-epochs{epochs}-seed{seed}.owl"
 
 
 def ten_class_accuracy(model, test) -> float:
@@ -54,7 +55,8 @@ def ten_class_accuracy(model, test) -> float:
 
 
 def train_config(args, seed: int) -> TrainConfig:
-    return TrainConfig(epochs=args.epochs, batch_size=128, lr=0.1, seed=seed, device=args.device)
+    return TrainConfig(epochs=args.epochs, batch_size=128, lr=0.1, seed=seed, device=args.device,
+                       label_smoothing=args.label_smoothing)
 
 
 def new_model(data, args, seed: int):
@@ -106,6 +108,9 @@ def main() -> None:
     p = base_parser(__doc__)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--head", default="l2softmax", choices=["linear", "l2softmax"])
+    p.add_argument("--label-smoothing", type=float, default=0.0,
+                   help="label smoothing of the networks' training (B2 found it costs the detectors; this measures "
+                        "what it does to classes added by statistics)")
     p.add_argument("--joint", action=argparse.BooleanOptionalAction, default=True,
                    help="also train on all ten classes with the same recipe (the figure to compare with)")
     p.add_argument("--gaussian-features", nargs="+", default=["layers", "embedding"],
@@ -133,7 +138,7 @@ def main() -> None:
     first = train_all.select_classes(FIRST).relabel([names[c] for c in FIRST])
     runs = []
     for seed in args.seeds:
-        path = network_path(args.models, args.widths, args.head, args.epochs, seed)
+        path = network_path(args.models, args.widths, args.head, args.epochs, seed, args.label_smoothing)
         if path.exists() and not args.quick:
             model = OwlModel.load(path)
             train_s = model.info["b3_train_seconds"]
@@ -202,7 +207,7 @@ def main() -> None:
             "file": str(args.joint_from), "commit": earlier.get("commit"),
             "runs": [r.get("joint_accuracy") for r in earlier["results"]["runs"]]}
     config = {"quick": args.quick, "epochs": args.epochs, "head": args.head, "widths": args.widths,
-              "first_classes": FIRST,
+              "first_classes": FIRST, "label_smoothing": args.label_smoothing,
               "train_images": len(first), "augment": preset("fashion").to_json(), "lr": 0.1, "batch_size": 128,
               "gaussian_features": args.gaussian_features, "torch_threads": torch.get_num_threads(),
               "timing_repeats": args.repeats}
