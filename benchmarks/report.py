@@ -302,12 +302,17 @@ B3_DEFAULT_WIDTHS = [32, 64, 128, 256]
 
 
 def section_b3(doc: dict) -> list[str]:
-    """The main B3 run, then each run with other ConvNet widths (``results/b3_add_classes-w*.json``)."""
+    """The main B3 run, then runs with other ConvNet widths (``results/b3_add_classes-w*.json``) and with label
+    smoothing (``results/b3_add_classes-ls*.json``)."""
     lines = _b3_run(doc, "## B3 — adding classes without retraining (Fashion-MNIST, ConvNet)")
     for path in sorted(RESULTS.glob("b3_add_classes-w*.json")):
         other = json.loads(path.read_text())
         widths = "-".join(map(str, other["config"]["widths"]))
         lines += _b3_run(other, f"### The same with a narrower ConvNet ({widths} channels)")
+    for path in sorted(RESULTS.glob("b3_add_classes-ls*.json")):
+        other = json.loads(path.read_text())
+        lines += _b3_run(other, f"### The same with label smoothing {other['config']['label_smoothing']:g} in the "
+                                "5-class networks' training")
     return lines
 
 
