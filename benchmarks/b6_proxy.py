@@ -23,8 +23,29 @@ from owlearn.api import build_model, train_model
 from owlearn.data.augment import preset
 from owlearn.data.sources import load_dataset
 from owlearn.evaluate import held_out_accuracy
-from owlearn.train.loop import CrossEntropy, TrainConfig
+from owlearn.train.loop import CrossEntropy, Hook, TrainConfig
 from owlearn.train.vat import DEFAULT_XI, VAT
+
+
+class WeightAverage(Hook):
+    """Keeps an exponential moving average of the network's weights and buffers and puts it in at the end."""
+
+    def __init__(self, decay: float):
+        self.decay, self.average = decay, None
+
+    def on_after_backward(self, trainer, step) -> None:  # before the step: the average lags by one update
+        state = trainer.model.state_dict()
+        if self.average is None:
+            self.average = {k: v.detach().clone() for k, v in state.items()}
+            return
+        for k, v in state.items():
+            if v.is_floating_point():
+                self.average[k].lerp_(v.detach(), 1 - self.decay)
+            else:
+                self.average[k].copy_(v)
+
+    def on_fit_end(self, trainer) -> None:
+        trainer.model.load_state_dict(self.average)
 
 
 def main() -> None:
@@ -44,6 +65,8 @@ def main() -> None:
     p.add_argument("--optimizer", default="sgd")
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--aug", default="fashion", help="augmentation preset")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="score an exponential moving average of the weights with this decay (0: the last weights)")
     args = p.parse_args()
     torch.set_num_threads(1)
     images = load_dataset(args.dataset, "test", data_dir=args.data_dir)
@@ -58,7 +81,9 @@ def main() -> None:
     config = TrainConfig(epochs=args.epochs, batch_size=128, lr=args.lr, seed=0, optimizer=args.optimizer,
                          weight_decay=args.weight_decay)
     t0 = time.perf_counter()
-    train_model(model, data, config=config, augment=preset(args.aug), objectives=objectives, progress=False)
+    hooks = [WeightAverage(args.ema)] if args.ema else None
+    train_model(model, data, config=config, augment=preset(args.aug), objectives=objectives, hooks=hooks,
+                progress=False)
     print(f"{vars(args)}: accuracy {held_out_accuracy(model, scored):.4f} ({time.perf_counter() - t0:.0f} s)")
 
 
