@@ -170,8 +170,8 @@ def fashion_in(models_dir: Path, heads: list[str], seeds: list[int], quick: bool
             ood = cached_outputs(model, mnist, _cache_file(cache_dir, path, "mnist-test"))
             labels = test.relabel(model.class_names).labels.numpy()
             training = model.info.get("training", {})
-            # the recipe of B1's model matters here: label smoothing tightens the class clusters and costs
-            # the feature-space detectors much of their rejection (session 19's runs, RESULTS.md B2)
+            # the recipe of B1's model matters here: label smoothing costs the feature-space detectors much of
+            # their rejection (session 19's runs, RESULTS.md B2)
             recipe = {"model_label_smoothing": training.get("config", {}).get("label_smoothing"),
                       "model_epochs": len(training.get("history", []))}
             out.setdefault(head_label, []).append({"seed": seed, **recipe, **evaluate_detectors(

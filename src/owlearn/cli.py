@@ -248,10 +248,9 @@ def train(
 
         objectives = [CrossEntropy(label_smoothing), VAT(weight=vat, eps=vat_eps, entropy_weight=entropy_min)]
     if label_smoothing > 0 and detector != "none":
-        console.print(f"[yellow]Label smoothing weakens the {detector} detector: it tightens every class around its "
-                      f"centre and the detector then refuses less of the unknown (benchmark B2: "
-                      f"{LABEL_SMOOTHING_B2}). Leave --label-smoothing at 0 when the model must refuse what it "
-                      f"does not know.[/yellow]")
+        console.print(f"[yellow]Label smoothing weakens the {detector} detector: the model refuses less of the "
+                      f"unknown (benchmark B2: {LABEL_SMOOTHING_B2}). Leave --label-smoothing at 0 when the model "
+                      f"must refuse what it does not know.[/yellow]")
     console.print(f"Training {backbone} + {head} on {escape(train_set.name)} ({len(train_set):,} images, "
                   f"{train_set.num_classes} classes) for {epochs} epochs")
     train_model(model, fit_set, config=config, augment=aug, objectives=objectives, checkpoint_dir=checkpoint_dir,
