@@ -17,6 +17,7 @@ import argparse
 import time
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from b6_semisup import semi_set
 from owlearn.api import build_model, train_model
@@ -28,24 +29,20 @@ from owlearn.train.vat import DEFAULT_XI, VAT
 
 
 class WeightAverage(Hook):
-    """Keeps an exponential moving average of the network's weights and buffers and puts it in at the end."""
+    """Keeps an exponential moving average of the network's weights and buffers (torch's AveragedModel) and
+    puts it in at the end."""
 
     def __init__(self, decay: float):
         self.decay, self.average = decay, None
 
+    def on_fit_start(self, trainer) -> None:
+        self.average = AveragedModel(trainer.model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
+
     def on_after_backward(self, trainer, step) -> None:  # before the step: the average lags by one update
-        state = trainer.model.state_dict()
-        if self.average is None:
-            self.average = {k: v.detach().clone() for k, v in state.items()}
-            return
-        for k, v in state.items():
-            if v.is_floating_point():
-                self.average[k].lerp_(v.detach(), 1 - self.decay)
-            else:
-                self.average[k].copy_(v)
+        self.average.update_parameters(trainer.model)
 
     def on_fit_end(self, trainer) -> None:
-        trainer.model.load_state_dict(self.average)
+        trainer.model.load_state_dict(self.average.module.state_dict())
 
 
 def main() -> None:

@@ -231,11 +231,9 @@ def section_b2(doc: dict) -> list[str]:
     for key, block in doc["results"].items():
         lines += [f"### {titles.get(key, key)}", ""]
         trained = {(r.get("epochs"), r.get("trained_on")) for runs in block["runs"].values() for r in runs}
-        recipes = {(r.get("model_label_smoothing"), r.get("model_epochs")) for runs in block["runs"].values()
-                   for r in runs}
-        if key.startswith("fashion-in") and all(ls is not None for ls, _ in recipes):
-            lines += ["B1's ConvNets: " + "; ".join(f"label smoothing {ls:g}, {e} epochs" for ls, e in sorted(recipes))
-                      + ".", ""]
+        recipe = _b2_model_recipe(block)
+        if key.startswith("fashion-in") and recipe:
+            lines += [f"B1's ConvNets: {recipe}.", ""]
         if key.startswith("mnist-in") and all(t[0] for t in trained):
             lines += ["Digit ConvNets: " + "; ".join(f"{e} epochs, trained on {d}" for e, d in sorted(trained))
                       + " (saved under artifacts/b2-digits).", ""]
@@ -258,6 +256,14 @@ def section_b2(doc: dict) -> list[str]:
     return lines
 
 
+def _b2_model_recipe(block: dict) -> str:
+    """The label smoothing and epochs of the models a direction's runs read ('' where a run did not record them)."""
+    found = {(r.get("model_label_smoothing"), r.get("model_epochs")) for runs in block["runs"].values() for r in runs}
+    if any(ls is None for ls, _ in found):
+        return ""
+    return "; ".join(f"label smoothing {ls:g}, {e} epochs" for ls, e in sorted(found))
+
+
 B2_SMOOTHING_ROWS = ["Mahalanobis", "ViM", "LOF, 99% calibrated", "energy", "Mahalanobis layers 3+4 + ViM + kNN"]
 
 
@@ -268,14 +274,9 @@ def _b2_label_smoothing(doc: dict, smoothed: dict) -> list[str]:
     if not plain or not other:
         return []
 
-    def recipe(block: dict) -> str:
-        found = {(r.get("model_label_smoothing"), r.get("model_epochs")) for runs in block["runs"].values()
-                 for r in runs}
-        return "; ".join(f"label smoothing {ls:g}, {e} epochs" for ls, e in sorted(found, key=str))
-
     lines = ["### Label smoothing costs the detectors much of their rejection", "",
              f"Fashion-MNIST in / MNIST-10k out, the same detectors and thresholds on B1's ConvNets trained with "
-             f"label smoothing ({recipe(other)}) and without ({recipe(plain)}). OOD rejected at "
+             f"label smoothing ({_b2_model_recipe(other)}) and without ({_b2_model_recipe(plain)}). OOD rejected at "
              f"{doc['config']['accept_rate']:.0%} acceptance, and AUROC; mean ± std over seeds.", "",
              "| head | detector | OOD rejected, without | OOD rejected, with | AUROC, without | AUROC, with |",
              "|---|---|---|---|---|---|"]
