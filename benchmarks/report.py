@@ -606,7 +606,8 @@ def section_b4(doc: dict) -> list[str]:
             gain = dom["ewc"]["task1_after_task2"]["mean"] - dom["naive"]["task1_after_task2"]["mean"]
             lines += ["", f"EWC keeps {gain:+.4f} more task-1 accuracy after task 2 than naive fine-tuning "
                       f"(λ = {dom['ewc']['runs'][0]['strategy_config'].get('strength')})."]
-    notes = doc.get("notes", []) + (aval or {}).get("notes", [])
+    # Both runs may carry the same note (one side-by-side session wrote both files): print it once.
+    notes = list(dict.fromkeys(doc.get("notes", []) + (aval or {}).get("notes", [])))
     lines += [""] + [f"Note: {n}" for n in notes] + ([""] if notes else [])
     lines += [f"Produced by {_provenance(doc)}."]
     if aval:

@@ -484,6 +484,19 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], path: PathLike, t
 # --------------------------------------------------------------------------------------------------
 
 
+# In-distribution scores are drawn in blue; each out-of-distribution set takes the next of these colours.
+_OUT_COLORS = ["tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:gray"]
+
+
+def _score_sets(in_scores: Any, out_scores_by_name: Mapping[str, Any] | Any
+                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The in-distribution scores as one float64 vector, and the named out-of-distribution sets."""
+    pos = _to_numpy(in_scores).astype(np.float64).reshape(-1)
+    if pos.size == 0:
+        raise ValueError("in_scores is empty")
+    return pos, _out_sets(out_scores_by_name)
+
+
 def _out_sets(out_scores_by_name: Mapping[str, Any] | Any) -> dict[str, np.ndarray]:
     if not isinstance(out_scores_by_name, Mapping):
         out_scores_by_name = {"out-of-distribution": out_scores_by_name}
@@ -535,10 +548,7 @@ def plot_score_histograms(
     """
     from owlearn.metrics import auroc
 
-    pos = _to_numpy(in_scores).astype(np.float64).reshape(-1)
-    if pos.size == 0:
-        raise ValueError("in_scores is empty")
-    outs = _out_sets(out_scores_by_name)
+    pos, outs = _score_sets(in_scores, out_scores_by_name)
     everything = np.concatenate([pos, *outs.values()])
     everything = everything[np.isfinite(everything)]
     if everything.size:
@@ -556,10 +566,9 @@ def plot_score_histograms(
 
     fig = Figure(figsize=(8, 4.8), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
-    palette = ["tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:gray"]
     sets = [(f"in-distribution (n={pos.size})", pos, "tab:blue")]
     sets += [
-        (f"{name} (n={s.size}, AUROC {auroc(pos, s):.3f})", s, palette[i % len(palette)])
+        (f"{name} (n={s.size}, AUROC {auroc(pos, s):.3f})", s, _OUT_COLORS[i % len(_OUT_COLORS)])
         for i, (name, s) in enumerate(outs.items())
     ]
     for label, s, color in sets:
@@ -619,22 +628,18 @@ def plot_roc_curves(
 
     from owlearn.metrics import auroc, threshold_at_tpr
 
-    pos = _to_numpy(in_scores).astype(np.float64).reshape(-1)
-    if pos.size == 0:
-        raise ValueError("in_scores is empty")
-    outs = _out_sets(out_scores_by_name)
+    pos, outs = _score_sets(in_scores, out_scores_by_name)
 
     fig = Figure(figsize=(6, 5.6), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=1, label="chance")
-    palette = ["tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:gray"]
     for i, (name, s) in enumerate(outs.items()):
         y = np.concatenate([np.ones(pos.size), np.zeros(s.size)])
         fpr, tpr, _ = roc_curve(y, np.concatenate([pos, s]))
         # The operating point of FPR@95 (see owlearn.metrics.fpr_at_tpr), marked on the curve.
         t95 = threshold_at_tpr(pos, 0.95)
         fpr95, tpr95 = float(np.mean(s >= t95)), float(np.mean(pos >= t95))
-        color = palette[i % len(palette)]
+        color = _OUT_COLORS[i % len(_OUT_COLORS)]
         ax.plot(fpr, tpr, color=color, lw=1.8, label=f"{name}: AUROC {auroc(pos, s):.3f}, FPR@95 {fpr95:.3f}")
         ax.plot([fpr95], [tpr95], "o", color=color, ms=5)
     ax.axhline(0.95, color="0.75", lw=0.8, ls="--")
