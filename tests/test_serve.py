@@ -1,9 +1,14 @@
 """The web service's API under FastAPI's TestClient: answers, refusals, teaching, and every error path."""
 
 import base64
+import contextlib
 import io
 import random
+import re
+import socket
 import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -36,13 +41,25 @@ def pattern_image(patterns):
 
 
 @pytest.fixture()
-def client(model_on_three, tmp_path):
+def serve(model_on_three, tmp_path):
+    """``with serve(**settings) as client``: the service on a fresh copy of the model (``client.model_path``)."""
     model, _ = model_on_three
     path = OwlModel.load(model.save(tmp_path / "served.owl")).save(tmp_path / "served.owl")
-    settings = ServeSettings(model_path=path, token=TOKEN, max_upload_bytes=200_000, max_pixels=1_000_000,
-                             teach_per_minute=3)
-    with TestClient(create_app(settings)) as c:
-        c.model_path = path
+
+    @contextlib.contextmanager
+    def start(**overrides):
+        settings = ServeSettings(**{"model_path": path, "token": TOKEN, "max_upload_bytes": 200_000,
+                                    "max_pixels": 1_000_000, "teach_per_minute": 3, **overrides})
+        with TestClient(create_app(settings)) as c:
+            c.model_path = path
+            yield c
+
+    return start
+
+
+@pytest.fixture()
+def client(serve):
+    with serve() as c:
         yield c
 
 
@@ -163,6 +180,8 @@ def test_fuzzing_the_upload_endpoint_gives_only_4xx(client, pattern_image):
             data = bytes(data)
         r = client.post("/api/predict", files={"image": ("f.png", data, "image/png")})
         assert r.status_code < 500, (i, r.status_code, r.text)
+        if r.status_code != 200:  # the message names the upload, in words, never a Python object's repr
+            assert "'f.png'" in r.json()["detail"] and " at 0x" not in r.text, (i, r.text)
 
 
 def test_openapi_documents_bodies_answers_and_errors(client):
@@ -209,3 +228,160 @@ def test_oversized_json_bodies_are_refused_before_they_are_read(client):
         yield b'"}'
     r = client.post("/api/predict/drawing", content=chunks(), headers={"Content-Type": "application/json"})
     assert r.status_code == 413, r.text
+
+
+# -- class names ---------------------------------------------------------------------------------------------
+def test_check_class_name_holds_every_rule_and_needs_no_server():
+    from owlearn.class_names import UNKNOWN as SHARED_UNKNOWN
+    from owlearn.class_names import ClassNameError, ClassNameTaken, check_class_name
+    from owlearn.model import UNKNOWN
+
+    assert SHARED_UNKNOWN == UNKNOWN
+    assert check_class_name("  shirt [large] ", ["p0"]) == "shirt [large]"
+    for bad, said in [("unknown", "'unknown' is the answer"), (" UnKnown\t", "'unknown' is the answer"),
+                      ("   ", "blank"), ("a/b", "'/'"), ("a\\b", "'\\\\'"), ("a\nb", "'\\n'"),
+                      ("x" * 65, "at most 64")]:
+        with pytest.raises(ClassNameError, match=re.escape(said)):
+            check_class_name(bad, in_url=True)
+    # slashes are refused only where a class is addressed by a URL path
+    assert check_class_name("T-shirt/top") == "T-shirt/top"
+    with pytest.raises(ClassNameError, match="control characters"):
+        check_class_name("a\nb")
+    with pytest.raises(ClassNameTaken, match="already knows a class named 'p1'"):
+        check_class_name(" p1 ", ["p0", "p1"])
+    assert issubclass(ClassNameError, ValueError)
+    # the CLI can call it without the service's extras: importing it loads neither FastAPI nor PyTorch
+    code = ("import sys; import owlearn.class_names; "
+            "assert not {'fastapi', 'torch', 'owlearn.serve.app'} & set(sys.modules), sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name,status,said", [
+    ("unknown", 400, "'unknown' is the answer for refused images"),
+    ("UNKNOWN ", 400, "'unknown' is the answer for refused images"),
+    ("  Unknown", 400, "'unknown' is the answer for refused images"),
+    ("   ", 400, "cannot be blank"),
+    ("a\\b", 400, "backslashes"),
+    ("tab\there", 400, "control characters"),
+    (" p1 ", 409, "already knows a class named 'p1'"),
+])
+def test_unusable_class_names_are_refused_with_a_4xx(serve, pattern_image, name, status, said):
+    with serve(teach_per_minute=100) as client:
+        before = client.model_path.read_bytes()
+        body = {"name": name, "images": [_data_url(pattern_image(3))] * 2, "drawings": False}
+        r = client.post("/api/classes", json=body, headers=AUTH)
+        assert r.status_code == status, r.text
+        assert said in r.json()["detail"]
+        assert client.get("/api/model").json()["classes"] == ["p0", "p1", "p2"]
+        assert client.model_path.read_bytes() == before
+
+
+def test_the_models_own_refusal_to_add_a_class_is_a_400_not_a_500(serve, pattern_image, monkeypatch):
+    import owlearn.serve.app as served
+
+    # whatever the service's checks let through, a ValueError of OwlModel.add_class is the client's 400
+    monkeypatch.setattr(served, "check_class_name", lambda name, existing=(), **_: name.strip())
+    with serve() as client:
+        before = client.model_path.read_bytes()
+        body = {"name": "Unknown", "images": [_data_url(pattern_image(3))] * 2, "drawings": False}
+        r = client.post("/api/classes", json=body, headers=AUTH)
+        assert r.status_code == 400, r.text
+        assert "answer for refused images" in r.json()["detail"]
+        assert client.get("/api/model").json()["classes"] == ["p0", "p1", "p2"]  # the changed copy was dropped
+        assert client.model_path.read_bytes() == before
+
+
+# -- the token ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("token,said", [
+    ("", "cannot be blank"), ("   ", "cannot be blank"), (" my secret ", "starts or ends with spaces"),
+    ("secret\n", "starts or ends with spaces"), ("tab\tinside", "printable ASCII"), ("pässwort", "printable ASCII"),
+])
+def test_a_token_no_client_could_send_is_refused_without_showing_it(tmp_path, token, said):
+    with pytest.raises(ValueError, match=said) as caught:
+        ServeSettings(model_path=tmp_path / "m.owl", token=token)
+    if token.strip():
+        assert token.strip() not in str(caught.value)  # the secret is not printed
+    settings = ServeSettings(model_path=tmp_path / "m.owl", token="fine")
+    settings.token = token  # changed after the settings were made: create_app checks again
+    with pytest.raises(ValueError, match=said):
+        create_app(settings)
+    assert ServeSettings(model_path=tmp_path / "m.owl", token="inner spaces are fine").token
+
+
+def test_serve_command_refuses_a_blank_token_before_announcing_it(model_on_three, tmp_path):
+    from typer.testing import CliRunner
+
+    from owlearn.cli import app as cli
+
+    path = model_on_three[0].save(tmp_path / "m.owl")
+    with socket.socket() as s:  # a port free now (the command checks it can listen before the token)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = CliRunner().invoke(cli, ["serve", str(path), "--port", str(port), "--token", " my secret "])
+    assert result.exit_code == 2, result.output  # a usage error naming the option, before the announcement
+    assert "--token" in result.output and "starts or ends with spaces" in result.output
+    assert "Serving" not in result.output
+
+
+@pytest.mark.parametrize("header,status", [
+    (f"Bearer {TOKEN}", 404), (f"bearer {TOKEN}", 404), (f"  BEARER   {TOKEN}  ", 404),  # accepted: no such class
+    (TOKEN, 401),  # no scheme
+    (f"Basic {TOKEN}", 401), (f"Token {TOKEN}", 401), (f"Bearer{TOKEN}", 401), ("Bearer", 401), ("Bearer  ", 401),
+    (f"Bearer {TOKEN}x", 401), (f"Bearer {TOKEN[:-1]}", 401), ("", 401),
+])
+def test_only_the_bearer_scheme_with_the_token_may_change_the_model(client, header, status):
+    r = client.delete("/api/classes/nothing-by-this-name", headers={"Authorization": header})
+    assert r.status_code == status, (header, r.text)
+    if status == 401:
+        assert r.headers["www-authenticate"] == "Bearer" and r.json()["detail"]
+        wrong_token = header.strip().lower().startswith("bearer ") and header.strip() != "Bearer"
+        assert ("wrong" if wrong_token else "Bearer TOKEN") in r.json()["detail"], (header, r.text)
+
+
+# -- what is refused, in words --------------------------------------------------------------------------------
+def _encoded(array: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_an_unreadable_upload_is_named_without_python_reprs(client):
+    r = client.post("/api/predict", files={"image": ("cat photo.png", b"not an image at all", "image/png")})
+    assert r.status_code == 400, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith("the uploaded image 'cat photo.png' is not a readable image")
+    assert "PNG" in detail and "<" not in detail and "0x" not in detail and "BytesIO" not in detail
+    r = client.post("/api/predict", content=b"not an image at all", headers={"Content-Type": "image/png"})
+    assert r.status_code == 400 and r.json()["detail"].startswith("the uploaded image is not a readable image")
+    r = client.post("/api/predict", files={"image": ("notes.txt", b"hello", "text/plain")})
+    assert r.status_code == 415 and "'notes.txt' has content type 'text/plain'" in r.json()["detail"]
+
+
+def test_reasons_drop_object_reprs():
+    from owlearn.serve.inference import _reason
+
+    assert _reason(OSError("cannot read <_io.BytesIO object at 0x7f3a2c1b9e40>: broken")) == "cannot read: broken"
+    assert _reason(SyntaxError("broken PNG file")) == "broken PNG file"
+    assert _reason(OSError()) == "its data is corrupt"
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "PPM", "ICO"])
+def test_an_image_in_a_format_not_accepted_is_refused_whatever_it_declares(client, pattern_image, fmt):
+    data = _encoded(np.ascontiguousarray(pattern_image(1)), fmt)
+    for r in [client.post("/api/predict", files={"image": ("p1.png", data, "image/png")}),
+              client.post("/api/predict", content=data, headers={"Content-Type": "image/png"}),
+              client.post("/api/predict/drawing", json={"image": "data:image/png;base64," +
+                                                        base64.b64encode(data).decode()})]:
+        assert r.status_code == 415, r.text
+        assert f"is a {fmt} image, not one of the accepted formats (BMP, GIF, JPEG, PNG, WEBP)" in r.json()["detail"]
+    body = {"name": "p3", "images": ["data:image/tiff;base64," + base64.b64encode(data).decode()] * 2,
+            "drawings": False}
+    r = client.post("/api/classes", json=body, headers=AUTH)
+    assert r.status_code == 415 and r.json()["detail"].startswith(f"example 1 is a {fmt} image"), r.text
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "GIF", "WEBP", "BMP"])
+def test_every_accepted_format_is_read(client, pattern_image, fmt):
+    data = _encoded(np.ascontiguousarray(pattern_image(1)), fmt)
+    r = client.post("/api/predict", files={"image": ("p1", data, f"image/{fmt.lower()}")})
+    assert r.status_code == 200, r.text

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import copy
 import gc
+import hmac
 import json
-import secrets
 import threading
 import time
 from collections import deque
@@ -27,6 +27,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from owlearn import __version__
+from owlearn.class_names import ClassNameError, ClassNameTaken, check_class_name
 from owlearn.model import OwlModel
 from owlearn.serve.batcher import MicroBatcher, Overloaded
 from owlearn.serve.inference import ImageJob, ImageLimits, data_url_bytes, model_input, open_data_url, predict_jobs
@@ -63,9 +64,40 @@ class ServeSettings:
     max_pending: int = 2048
     torch_threads: int | None = 1
 
+    def __post_init__(self) -> None:
+        check_token(self.token)  # refused here, before the CLI prints the token and starts the server
+
     @property
     def limits(self) -> ImageLimits:
         return ImageLimits(self.max_upload_bytes, self.max_pixels)
+
+
+def check_token(token: str) -> str:
+    """Refuse a service token that no client could send: ValueError saying what is wrong (not the token)."""
+    if not isinstance(token, str) or not token.strip():
+        raise ValueError("the service token (--token or OWLEARN_TOKEN) cannot be blank: leave it out to get a "
+                         "random one")
+    if token != token.strip():
+        # the Authorization header is read without the spaces at its ends, so such a token never matches
+        raise ValueError("the service token (--token or OWLEARN_TOKEN) starts or ends with spaces, which an "
+                         "Authorization header cannot carry: remove them")
+    if not all(" " <= ch <= "~" for ch in token):
+        raise ValueError("the service token (--token or OWLEARN_TOKEN) may only contain printable ASCII "
+                         "characters (letters, digits, punctuation, inner spaces), which every client can send "
+                         "in an Authorization header")
+    return token
+
+
+def bearer_token(authorization: str) -> str:
+    """The token of an ``Authorization: Bearer TOKEN`` header; HTTP 401 saying what is wrong otherwise."""
+    scheme, _, given = authorization.strip().partition(" ")
+    if not scheme:
+        raise HTTPException(401, "changing the model needs the service token: send 'Authorization: Bearer TOKEN'",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if scheme.lower() != "bearer" or not given.strip():
+        raise HTTPException(401, "the Authorization header must be 'Bearer TOKEN' (the Bearer scheme, a space, "
+                                 "then the service token)", headers={"WWW-Authenticate": "Bearer"})
+    return given.strip()
 
 
 class ModelHolder:
@@ -110,7 +142,8 @@ class RateLimiter:
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
-    """The FastAPI application serving ``settings.model_path``."""
+    """The FastAPI application serving ``settings.model_path``; ValueError for a token no client could send."""
+    check_token(settings.token)
     limits = settings.limits
 
     @asynccontextmanager
@@ -151,9 +184,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return request.app.state.holder
 
     def require_token(request: Request) -> None:
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not given or not secrets.compare_digest(given.encode(), settings.token.encode()):
-            raise HTTPException(401, "changing the model needs the service token: send 'Authorization: Bearer TOKEN'")
+        given = bearer_token(request.headers.get("authorization", ""))
+        if not hmac.compare_digest(given.encode(), settings.token.encode()):  # constant time
+            raise HTTPException(401, "the service token is wrong", headers={"WWW-Authenticate": "Bearer"})
 
     async def recognise(request: Request, job: ImageJob) -> Response:
         try:
@@ -186,44 +219,51 @@ def create_app(settings: ServeSettings) -> FastAPI:
               description="The image as a form upload (multipart/form-data, field `image`) or as the body "
                           "with its image content type.")
     async def predict_upload(request: Request) -> Response:
-        data = await read_upload(request, settings.max_upload_bytes)
-        return await recognise(request, ImageJob(data, False, "the upload"))
+        upload = await read_upload(request, settings.max_upload_bytes)
+        return await recognise(request, ImageJob(upload.data, False, upload.what))
 
     @app.post("/api/predict/drawing", summary="Recognise a drawing from the page's canvas",
-              response_model=PredictionResponse, responses=problems(400, 413, 422, 503))
+              response_model=PredictionResponse, responses=problems(400, 413, 415, 422, 503))
     async def predict_drawing(req: DrawingRequest, request: Request) -> Response:
         return await recognise(request, ImageJob(data_url_bytes(req.image, "the drawing", limits), True, "the drawing"))
 
     # teaching is a plain `def`: it runs in the thread pool, next to the batches, never on the event loop
     @app.post("/api/classes", status_code=201, summary="Teach a new class from example images",
               response_model=TaughtResponse, dependencies=[Depends(require_token)],
-              responses=problems(400, 401, 409, 413, 422, 429))
+              responses=problems(400, 401, 409, 413, 415, 422, 429))
     def teach(req: TeachRequest, request: Request, h: ModelHolder = Depends(holder)) -> dict:
         client = request.client.host if request.client else "?"
         if not request.app.state.teach_limiter.allow(client):
             raise HTTPException(429, f"at most {settings.teach_per_minute} classes a minute may be taught")
-        name = req.name.strip()
-        if not name or any(ch in name for ch in "/\\\n\r\t"):
-            raise HTTPException(400, "a class name must be non-empty and contain no slashes or line breaks")
         if len(req.images) > settings.max_examples:
             raise HTTPException(413, f"at most {settings.max_examples} examples per class")
         model = h.model
         if model.gaussian is None:
             raise HTTPException(409, "this model cannot learn classes: train it with --gaussian")
-        if name in model.classes:
-            raise HTTPException(409, f"the model already knows a class named {name!r}")
+        name = class_name(req.name, model.classes)
         batch = torch.stack([model_input(model, open_data_url(u, f"example {i + 1}", limits), req.drawings,
                                          f"example {i + 1}") for i, u in enumerate(req.images)])
         start = time.perf_counter()
 
         def add(m: OwlModel) -> None:
-            if name in m.classes:  # taught by a concurrent request since the check above
-                raise HTTPException(409, f"the model already knows a class named {name!r}")
-            m.add_class(name, batch)
+            class_name(name, m.classes)  # taught by a concurrent request since the check above?
+            try:
+                m.add_class(name, batch)
+            except ValueError as exc:  # the model's own refusal (on the copy, which is then dropped)
+                raise HTTPException(400, f"cannot teach class {name!r}: {exc}") from None
 
         new = h.change(add)
         return {"added": name, "examples": len(batch), "classes": new.classes,
                 "seconds": time.perf_counter() - start}
+
+    def class_name(name: str, known: list[str]) -> str:
+        """The name checked by :func:`~owlearn.class_names.check_class_name`: 409 if taken, 400 if unusable."""
+        try:
+            return check_class_name(name, known, in_url=True)  # DELETE /api/classes/{name} addresses it
+        except ClassNameTaken as exc:
+            raise HTTPException(409, str(exc)) from None
+        except ClassNameError as exc:
+            raise HTTPException(400, str(exc)) from None
 
     @app.delete("/api/classes/{name}", summary="Forget a class", response_model=ForgottenResponse,
                 dependencies=[Depends(require_token)], responses=problems(401, 404, 409))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from PIL import Image
 
 from owlearn.model import OwlModel
 from owlearn.preprocess import Preprocessing, to_model_input
+from owlearn.serve.upload import ACCEPTED_FORMATS
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,13 @@ def open_image_bytes(data: bytes, what: str, limits: ImageLimits) -> Image.Image
         img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
         raise HTTPException(413, f"{what} has more pixels than the {limits.max_pixels:,} allowed") from None
+    except Image.UnidentifiedImageError:  # its message names the BytesIO object, nothing the client sent
+        raise HTTPException(400, f"{what} is not a readable image (not {_format_list(' or ')} data)") from None
     except Exception as exc:  # noqa: BLE001 — PIL raises many types for bad headers; all mean "not an image"
         raise HTTPException(400, f"{what} is not a readable image ({_reason(exc)})") from None
+    if img.format not in ACCEPTED_FORMATS:  # checked on the data, whatever type the request declared
+        raise HTTPException(415, f"{what} is a {img.format or 'unknown'} image, not one of the accepted formats "
+                                 f"({_format_list()})")
     if img.width * img.height > limits.max_pixels:  # refused before its pixels are decoded
         raise HTTPException(413, f"{what} is {img.width}×{img.height} pixels; the limit is "
                                  f"{limits.max_pixels:,} pixels")
@@ -138,6 +145,17 @@ def predict_jobs(model: OwlModel, jobs: Sequence[ImageJob], top_k: int,
     return results
 
 
+def _format_list(last: str = ", ") -> str:
+    names = sorted(ACCEPTED_FORMATS - {"MPO"})  # MPO is a kind of JPEG
+    return ", ".join(names[:-1]) + last + names[-1]
+
+
+# Python's repr of an object, e.g. <_io.BytesIO object at 0x7f...>: it means nothing to the client
+_OBJECT_REPR = re.compile(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>")
+
+
 def _reason(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    """Why an image could not be read, in PIL's words: its first line, without object reprs."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = " ".join(_OBJECT_REPR.sub("", text).split()).rstrip(" :")[:120]
+    return text or "its data is corrupt"

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from owlearn.class_names import MAX_CLASS_NAME
+
 
 class DrawingRequest(BaseModel):
     image: str = Field(..., description="A PNG data URL (data:image/png;base64,...) of the drawing.")
 
 
 class TeachRequest(BaseModel):
-    name: str = Field(..., min_length=1, max_length=64, description="Name of the new class.")
+    name: str = Field(..., min_length=1, max_length=MAX_CLASS_NAME,
+                      description="Name of the new class: not blank, not 'unknown', no slashes or control "
+                                  "characters, not a class the model knows.")
     images: list[str] = Field(..., min_length=2, description="Data URLs of example images (drawings or photos).")
     drawings: bool = Field(True, description="The examples are drawings on the page's canvas.")
 

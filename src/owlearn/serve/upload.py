@@ -8,12 +8,20 @@ upload is one small part, found with a few ``bytes.find`` calls on the body read
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from fastapi import HTTPException, Request
 
-IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
+# the accepted image types, and the formats PIL may find when it reads them: what an image declares is not
+# trusted, its decoded format must be one of these too (a TIFF sent as image/png is refused)
+IMAGE_FORMATS = {"image/png": ("PNG",), "image/jpeg": ("JPEG", "MPO"),  # MPO: a camera's JPEG with a preview
+                 "image/gif": ("GIF",), "image/webp": ("WEBP",), "image/bmp": ("BMP",)}
+IMAGE_TYPES = frozenset(IMAGE_FORMATS)
+ACCEPTED_FORMATS = frozenset(f for formats in IMAGE_FORMATS.values() for f in formats)
+RAW_UPLOAD = "the uploaded image"
 FORM_OVERHEAD = 16 * 1024  # room for the multipart headers and boundaries around the image
 _NAME = re.compile(r'(?:^|;)\s*name\s*=\s*(?:"([^"]*)"|([^;\s]+))', re.IGNORECASE)
+_FILENAME = re.compile(r'(?:^|;)\s*filename\s*=\s*(?:"([^"]*)"|([^;\s]+))', re.IGNORECASE)
 _BOUNDARY = re.compile(r'(?:^|;)\s*boundary\s*=\s*(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
 
 # the schema FastAPI would have generated for `image: UploadFile = File(...)`, plus the raw-body form
@@ -42,12 +50,32 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_upload(request: Request, max_bytes: int, field: str = "image") -> bytes:
-    """The image bytes of a form upload (``field``) or of a raw image/* body, checked for content type."""
+class Upload(NamedTuple):
+    """An uploaded image's bytes, and how to call it in an error message (its file name when it has one)."""
+
+    data: bytes
+    what: str = RAW_UPLOAD
+
+
+def upload_name(filename: str | None) -> str:
+    """How an error message calls an uploaded file: by its name (shortened, control characters escaped)."""
+    if not filename:
+        return RAW_UPLOAD
+    try:  # the headers were read as Latin-1; browsers send file names in UTF-8
+        filename = filename.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        pass
+    if len(filename) > 80:
+        filename = filename[:77] + "..."
+    return f"{RAW_UPLOAD} {filename!r}"
+
+
+async def read_upload(request: Request, max_bytes: int, field: str = "image") -> Upload:
+    """The image of a form upload (``field``) or of a raw image/* body, checked for content type."""
     ctype = request.headers.get("content-type", "")
     media = ctype.split(";", 1)[0].strip().lower()
     if media in IMAGE_TYPES:
-        return await read_body(request, max_bytes + 1)  # one byte over: the image check reports the size
+        return Upload(await read_body(request, max_bytes + 1))  # one byte over: the image check reports the size
     if media != "multipart/form-data":
         raise HTTPException(415, f"send the image as multipart/form-data (field {field!r}) or as a body of an "
                                  f"image type ({_type_list()}), not {media or 'no content type'!r}")
@@ -55,14 +83,16 @@ async def read_upload(request: Request, max_bytes: int, field: str = "image") ->
     if not m:
         raise HTTPException(400, "the multipart/form-data content type names no boundary")
     body = await read_body(request, max_bytes + FORM_OVERHEAD)
-    data, part_type = find_form_file(body, (m.group(1) or m.group(2)).encode("latin-1"), field)
+    data, part_type, filename = find_form_file(body, (m.group(1) or m.group(2)).encode("latin-1"), field)
+    what = upload_name(filename)
     if part_type not in IMAGE_TYPES:
-        raise HTTPException(415, f"content type {part_type!r} is not an image type ({_type_list()})")
-    return data
+        declared = f"content type {part_type!r}" if part_type else "no content type"
+        raise HTTPException(415, f"{what} has {declared}, not an accepted image type ({_type_list()})")
+    return Upload(data, what)
 
 
-def find_form_file(body: bytes, boundary: bytes, field: str) -> tuple[bytes, str | None]:
-    """The content and content type of the form part named ``field`` (RFC 7578)."""
+def find_form_file(body: bytes, boundary: bytes, field: str) -> tuple[bytes, str | None, str | None]:
+    """The content, content type and file name of the form part named ``field`` (RFC 7578)."""
     delim = b"--" + boundary
     pos = body.find(delim)
     if pos < 0:
@@ -88,9 +118,12 @@ def find_form_file(body: bytes, boundary: bytes, field: str) -> tuple[bytes, str
             name, sep, value = line.partition(":")
             if sep:
                 headers[name.strip().lower()] = value.strip()
-        m = _NAME.search(headers.get("content-disposition", ""))
+        disposition = headers.get("content-disposition", "")
+        m = _NAME.search(disposition)
         if m and (m.group(1) if m.group(1) is not None else m.group(2)) == field:
             part_type = headers.get("content-type")
-            return body[start:stop], part_type.split(";", 1)[0].strip().lower() if part_type else None
+            f = _FILENAME.search(disposition)
+            return (body[start:stop], part_type.split(";", 1)[0].strip().lower() if part_type else None,
+                    (f.group(1) if f.group(1) is not None else f.group(2)) if f else None)
         pos = stop + 2 + len(delim)
     raise HTTPException(422, f"malformed request — the form has no {field!r} file field")
