@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, ROOT, base_parser, mean_std, write_results
+from common import RESULTS, ROOT, SHARED_DATA, base_parser, mean_std, write_results
 
 CLASS_STRATEGIES = ["naive", "joint", "ewc", "online-ewc", "lwf", "icarl", "replay", "gaussian"]
 DOMAIN_STRATEGIES = ["naive", "ewc", "online-ewc"]
@@ -43,7 +43,10 @@ def worker(args) -> None:
 
     limits = {k: QUICK[k] for k in ("train_limit", "test_limit")} if args.quick else {}
     epochs = QUICK["epochs"] if args.quick else args.epochs
-    scenario = split_fashion_mnist(**limits) if args.scenario == "class" else fashion_to_mnist(**limits)
+    if args.scenario == "class":
+        scenario = split_fashion_mnist(**limits)
+    else:  # the MNIST test set of this project's machines, unless OWLEARN_DATA names another folder
+        scenario = fashion_to_mnist(mnist_dir=None if os.environ.get("OWLEARN_DATA") else SHARED_DATA, **limits)
     params = json.loads(args.params)
     strategy = make_strategy(args.worker, **params)
     config = b4_config(seed=args.seed, device=args.device, epochs=epochs)

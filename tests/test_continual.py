@@ -265,7 +265,7 @@ def test_class_order_given_or_seeded():
     a = [e.classes for e in class_incremental(data, data, 2, seed=5).experiences]
     assert a == [e.classes for e in class_incremental(data, data, 2, seed=5).experiences]
     assert sorted(sum(a, [])) == [0, 1, 2, 3]
-    with pytest.raises(ValueError, match="n_experiences"):
+    with pytest.raises(ValueError, match="cannot split 4 classes into 5 experiences"):
         class_incremental(data, data, 5)
     with pytest.raises(ValueError, match="distinct"):
         class_incremental(data, data, 2, class_order=[0, 0, 1, 2])

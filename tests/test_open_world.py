@@ -44,8 +44,9 @@ def test_add_class_needs_the_gaussian_and_two_images(model_on_three, tmp_path):
         bare.add_class("p3", data.subset(data.labels == 3))
     with pytest.raises(ValueError, match="at least 2"):
         model.add_class("lonely", data.images[:1])
-    for name in ["", "  ", "Unknown"]:  # blank, or spelled like the answer for refused images
-        with pytest.raises(ValueError, match="neither blank nor 'unknown'"):
+    for name, said in [("", "blank"), ("  ", "blank"), ("Unknown", "answer for refused images"),
+                       ("p0", "already knows")]:  # blank, spelled like the refusal, or taken
+        with pytest.raises(ValueError, match=said):
             model.add_class(name, data.subset(data.labels == 3))
 
 

@@ -64,15 +64,26 @@ def check_output_folder(path: Path, option: str) -> Path:
     return path
 
 
-def check_class_name(name: str, option: str = "--name") -> str:
-    """A new class's name: not blank, and not the answer the model gives for what it refuses."""
-    name = name.strip()
-    if not name:
-        raise typer.BadParameter("a class name cannot be blank", param_hint=option)
-    if name.lower() == "unknown":  # owlearn.model.UNKNOWN: a class of that name could not be told from a refusal
-        raise typer.BadParameter("'unknown' is the answer for refused images; choose another class name",
-                                 param_hint=option)
-    return name
+def check_data_dir(path: Path | None) -> Path | None:
+    """A typer callback for ``--data-dir``: a folder, or a path where one can be made; never a file."""
+    if path is not None and path.exists() and not path.is_dir():
+        raise typer.BadParameter(f"{path} is a file, not a folder")
+    return path
+
+
+DATA_DIR_HELP = "Dataset folder (default: $OWLEARN_DATA, else ~/.cache/owlearn)."
+DATA_DIR_OPTION = typer.Option(None, "--data-dir", callback=check_data_dir, help=DATA_DIR_HELP)
+
+
+def check_class_name(name: str, option: str = "--name", existing: list[str] | tuple[str, ...] = ()) -> str:
+    """A new class's name by the rules of :func:`owlearn.class_names.check_class_name`, as a usage error."""
+    from owlearn.class_names import ClassNameError
+    from owlearn.class_names import check_class_name as check
+
+    try:
+        return check(name, existing)
+    except ClassNameError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
 def check_device(device: str) -> str:

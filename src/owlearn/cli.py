@@ -14,6 +14,7 @@ from rich.table import Table
 
 from owlearn import __version__
 from owlearn._options import (
+    DATA_DIR_OPTION,
     DETECTORS,
     FEATURE_MAPS,
     OPTIMIZERS,
@@ -47,8 +48,6 @@ def _options(
     """Open-world image recognition: classify what you know, refuse what you don't, grow without retraining."""
 
 
-DATA_DIR_OPTION = typer.Option(
-    None, "--data-dir", help="Dataset cache folder (default: $OWLEARN_DATA or ~/.cache/owlearn).")
 
 
 def _register_data_app() -> None:
@@ -94,10 +93,18 @@ def parse_classes(text: str | None, num_classes: int) -> list[int] | None:
     return sorted(set(chosen))
 
 
-def _load(name: str, split: str, data_dir: Path | None, download: bool):
-    from owlearn.data.sources import load_dataset
+def _load(name: str, split: str, data_dir: Path | None, download: bool, *,
+          image_shape: tuple[int, ...] | None = None):
+    """A dataset split; a folder of images is read at ``image_shape`` (channels, height, width) when given."""
+    from owlearn.data.sources import is_image_folder, load_dataset
 
-    return load_dataset(name, split, data_dir=data_dir, download=download)
+    options: dict = {}
+    if image_shape is not None and is_image_folder(name):
+        channels, height, width = image_shape
+        options["size"] = (height, width)
+        if channels:  # 0: whatever the folder holds
+            options["mode"] = "L" if channels == 1 else "RGB"
+    return load_dataset(name, split, data_dir=data_dir, download=download, **options)
 
 
 # measured, not assumed: benchmarks/RESULTS.md, B2 "Label smoothing costs the detectors much of their rejection"
@@ -110,6 +117,9 @@ def train(
     data: str = typer.Option(
         "digits", help="Dataset name (see `owlearn data list`) or a folder of images, one sub-folder per class."),
     out: Path = typer.Option(Path("model.owl"), "--out", "-o", help="Where to write the model file."),
+    image_size: int | None = typer.Option(
+        None, min=8, max=1024, help="Resize the images of a --data folder to this side in pixels (default: keep "
+                                    "their size, which must then be the same for all)."),
     classes: str | None = typer.Option(None, help="Train on these classes only, e.g. 0-4 (the rest stay unknown)."),
     backbone: str = typer.Option("convnet", help="simplenet, convnet or resnet18."),
     widths: str | None = typer.Option(
@@ -189,6 +199,8 @@ def train(
     check_device(device)
     if resume and checkpoint_dir is None:
         raise typer.BadParameter("--resume needs --checkpoint-dir")
+    if checkpoint_dir is not None:
+        check_output_folder(checkpoint_dir, "--checkpoint-dir")
     from owlearn.model import GAUSSIAN_FEATURES
 
     if gaussian_features not in GAUSSIAN_FEATURES:
@@ -206,11 +218,23 @@ def train(
         raise typer.BadParameter(f"{' and '.join(given)} set the radius of the l2softmax head, not of {head}",
                                  param_hint="--head")
     ctx.with_resource(distributed.session())  # joins torchrun's process group; a no-op otherwise
+    if time_budget is not None and distributed.is_distributed():
+        # the processes would have to agree on the step to stop at (owlearn.train.TrainConfig.time_budget_s)
+        raise typer.BadParameter("is not supported under torchrun yet; set --epochs instead",
+                                 param_hint="--time-budget")
     if not distributed.is_main():
         console.quiet = True  # one process speaks for all
 
-    train_set = _load(data, "train", data_dir, download)
-    test_set = _try_load_test(data, data_dir, download)
+    shape = None
+    if image_size is not None:
+        from owlearn.data.sources import is_image_folder
+
+        if not is_image_folder(data):
+            raise typer.BadParameter(f"resizes the images of a folder; {data} is a registered dataset",
+                                     param_hint="--image-size")
+        shape = (0, image_size, image_size)  # channels 0: the folder's own (gray or colour)
+    train_set = _load(data, "train", data_dir, download, image_shape=shape)
+    test_set = _try_load_test(data, data_dir, download, train_set.shape)
     chosen = parse_classes(classes, train_set.num_classes)
     if chosen is not None:
         names = [train_set.class_names[c] for c in chosen]
@@ -226,6 +250,7 @@ def train(
     head_args = {"alpha": alpha, "learn_alpha": learn_alpha} if head == "l2softmax" else {}
     backbone_args = {"widths": parse_widths(widths, backbone)} if widths else {}
     model = build_model(train_set, backbone, head, head_args=head_args, backbone_args=backbone_args, seed=seed)
+    model.check_readable(detector=detector, gaussian_features=gaussian_features if gaussian else None)
     aug = preset(_auto_augment(data) if augment == "auto" else augment)
     config = TrainConfig(epochs=epochs, time_budget_s=time_budget, batch_size=batch_size, lr=lr,
                          optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,  # type: ignore[arg-type]
@@ -287,9 +312,9 @@ def _check_images_per_class(train_set, calibrated: bool) -> None:
                                  param_hint="--data")
 
 
-def _try_load_test(name: str, data_dir: Path | None, download: bool):
-    try:
-        return _load(name, "test", data_dir, download)
+def _try_load_test(name: str, data_dir: Path | None, download: bool, shape: tuple[int, ...]):
+    try:  # a folder's test images are read as its training images were
+        return _load(name, "test", data_dir, download, image_shape=shape)
     except (ValueError, FileNotFoundError, KeyError):
         return None  # folders and some datasets have no test split
 
@@ -331,8 +356,9 @@ def evaluate(
         raise typer.BadParameter("the model has no outlier detector to refuse them with; train it with "
                                  "--detector (the default is layers)", param_hint="--ood")
     name = data or _dataset_of(model)
-    dataset = _load(name, split, data_dir, download)
-    ood_sets = {o: _load(o, ood_split, data_dir, download) for o in ood}
+    shape = tuple(model.network.spec.in_shape)  # folders of other sizes are resized to what the model reads
+    dataset = _load(name, split, data_dir, download, image_shape=shape)
+    ood_sets = {o: _load(o, ood_split, data_dir, download, image_shape=shape) for o in ood}
     for label, images in {name: dataset, **ood_sets}.items():
         if tuple(images.shape) != tuple(model.network.spec.in_shape):
             raise typer.BadParameter(f"{label} has images of shape {tuple(images.shape)}, the model takes "
@@ -412,20 +438,32 @@ def predict(
     table.add_column("answer", style="bold")
     table.add_column("confidence", justify="right")
     if has_detector:
-        table.add_column("novelty score", justify="right")
+        table.add_column("score", justify="right")
     table.add_column(f"top {k}")
     for i, (f, probs) in enumerate(zip(files, pred.probabilities)):
         order = probs.argsort()[::-1][:k]
         answer = escape(pred.names[i]) if pred.labels[i] >= 0 else f"[red]{escape(pred.names[i])}[/red]"
-        row = [escape(str(f)), answer, f"{probs[order[0]]:.3f}"]
+        # a refused image has no class to be confident in; the top-k column still shows the classifier's view
+        row = [escape(str(f)), answer, f"{probs[order[0]]:.3f}" if pred.labels[i] >= 0 else "—"]
         if has_detector:
             row.append(f"{pred.scores[i]:.3f}")
         row.append(escape(", ".join(f"{classes[j]} {probs[j]:.2f}" for j in order)))
         table.add_row(*row)
     console.print(table)
     if has_detector:
-        console.print(f"'unknown': novelty score below the threshold {model.detector.offset_:.3f} "
-                      f"({model.info.get('rejection', {}).get('detector', 'detector')})")
+        console.print(escape(_threshold_note(model)))
+
+
+def _threshold_note(model) -> str:
+    """How the score column decides 'unknown', with the threshold of every class that has its own."""
+    detector = model.info.get("rejection", {}).get("detector", "detector")
+    thresholds = model.thresholds()
+    note = (f"score ({detector} detector): higher = more like the known classes; an image is 'unknown' when its "
+            f"score is below the threshold {model.detector.offset_:.3f}")
+    own = [f"{c} {t:.3f}" for c, t in zip(model.classes, thresholds) if t != model.detector.offset_]
+    if own:  # classes added later are calibrated on their own examples
+        note += f" (for an image the classifier puts in one of these classes, that class's own: {', '.join(own)})"
+    return note
 
 
 @app.command("add-class")
@@ -440,11 +478,10 @@ def add_class(
     from owlearn.model import OwlModel
     from owlearn.preprocess import find_images
 
-    name = check_class_name(name)
+    name = check_class_name(name)  # before the model is loaded: a typo costs nothing
     model = OwlModel.load(model_path)
+    name = check_class_name(name, existing=model.classes)
     files = find_images(images)
-    if name in model.classes:
-        raise typer.BadParameter(f"the model already knows a class named {name!r}")
     start = time.perf_counter()
     model.add_class(name, files)
     model.save(model_path)
@@ -469,8 +506,8 @@ def discover(
 ) -> None:
     """Find new classes among images: refuse the unknown, group it, show each group, add named groups.
 
-    First run without --name and look at OUT/group-NN.png; then run again with --name 3=bag --name 5=shoe
-    to add those groups as classes (the model file is updated atomically).
+    First run without --name and look at OUT/group-NN.png; then run again with the same options plus
+    --name 3=bag --name 5=shoe to add those groups as classes (the model file is updated atomically).
     """
     import torch
 
@@ -486,9 +523,15 @@ def discover(
         group, sep, label = item.partition("=")
         if not sep or not group.strip().isdigit() or not label.strip():
             raise typer.BadParameter(f"--name takes GROUP=NAME, e.g. 3=bag; got {item!r}")
+        if int(group) in names:
+            raise typer.BadParameter(f"group {int(group)} is named twice ({names[int(group)]!r} and {label.strip()!r})",
+                                     param_hint="--name")
         names[int(group)] = check_class_name(label)
     check_output_folder(out, "--out")
     model = OwlModel.load(model_path)
+    if names and model.gaussian is None:  # before the grouping work, not after it
+        raise typer.BadParameter(f"{model_path} has no Gaussian classifier to add classes to; train it with "
+                                 "--gaussian", param_hint="--name")
     files = find_images(images)
     if not files:
         raise typer.BadParameter("no images found in the given paths")
@@ -511,7 +554,12 @@ def discover(
         model.save(model_path)
         console.print(escape(f"Added {', '.join(added)}; {model_path} now knows {len(model.classes)} classes."))
     else:
-        console.print(escape(f"Next: owlearn discover {model_path} {' '.join(map(str, images))} --name GROUP=NAME"))
+        # the same grouping options give the same groups: the ones whose contact sheets were just written
+        grouping = [f"--method {method}"] if method != "kmeans" else []
+        grouping += [f"--groups {k}"] if k is not None else [f"--max-groups {max_groups}"] * (max_groups != 10)
+        grouping += [f"--seed {seed}"] * (seed != 0) + [f"--out {out}"] * (out != Path("owlearn-discover"))
+        console.print(escape(f"Next: owlearn discover {model_path} {' '.join(map(str, images))} "
+                             f"{' '.join(grouping + ['--name GROUP=NAME'])}"))
 
 
 @app.command()
@@ -574,11 +622,16 @@ def serve(
     try:
         import uvicorn
 
-        from owlearn.serve import ServeSettings, create_app
+        from owlearn.serve import ServeSettings, check_token, create_app
     except ImportError as exc:
         raise typer.BadParameter(f"the web service needs its extras: pip install 'owlearn[serve]' ({exc})") from None
     from owlearn.model import OwlModel
 
+    if token is not None:  # an empty --token "" is a mistake, not a request for a random one
+        try:
+            check_token(token)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--token") from None
     OwlModel.load(model_path)  # fail here, with a clear message, rather than inside the server
     _check_can_listen(host, port)
     token = token or secrets.token_urlsafe(16)
@@ -701,7 +754,9 @@ def main() -> None:
     """Entry point: user errors are printed as one clear line, not a traceback (OWLEARN_DEBUG=1 shows it)."""
     # ValueError covers owlearn.bundle.ModelFileError, which is not imported here: it would import PyTorch
     # before `owlearn --help` could answer
-    user_errors: tuple[type[BaseException], ...] = (ValueError, OSError)
+    from owlearn.errors import OwlearnError
+
+    user_errors: tuple[type[BaseException], ...] = (ValueError, OSError, OwlearnError)
     try:
         app()
     except user_errors as exc:

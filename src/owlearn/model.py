@@ -9,6 +9,8 @@ outlier detector) stored in the same file. A component is any object with ``stat
 from __future__ import annotations
 
 import importlib
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,16 +18,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from owlearn import __version__
 from owlearn.bundle import ModelFileError, json_kind, read_bundle, write_bundle
+from owlearn.class_names import UNKNOWN as SHARED_UNKNOWN
+from owlearn.class_names import check_class_name
 from owlearn.data.dataset import ImageDataset
 from owlearn.nets.network import Network, NetworkSpec
-from owlearn.preprocess import Preprocessing, load_images
+from owlearn.preprocess import MAX_SIDE, Preprocessing, integer_pixels_to_uint8, load_images
 from owlearn.train.checkpoint import state_dict_mismatch
 from owlearn.train.loop import batched_forward, extract_features, predict_logits
 
-UNKNOWN = "unknown"
+UNKNOWN = SHARED_UNKNOWN
 """The name a prediction gets when the model's outlier detector refuses the image."""
 
 THRESHOLD_EXAMPLES = 1_000
@@ -107,32 +112,56 @@ class OwlModel:
         return next(self.network.parameters()).device
 
     # -- inputs ---------------------------------------------------------------------------------------
-    def as_batch(self, images: torch.Tensor | np.ndarray | ImageDataset | Sequence[str | Path]) -> torch.Tensor:
-        """Accept a uint8/float tensor or array ``(N, C, H, W)``, a dataset, or image file paths."""
+    def as_batch(self, images: torch.Tensor | np.ndarray | ImageDataset | str | Path | Image.Image
+                 | Sequence[str | Path | Image.Image | np.ndarray]) -> torch.Tensor:
+        """The model's uint8 (or float) input batch ``(N, C, H, W)`` from any of what :meth:`predict` takes.
+
+        A tensor or array ``(N, C, H, W)`` (or ``(N, H, W)`` for a one-channel model) is used as it is:
+        uint8 and other integer types hold pixel values 0..255, floats [0, 1]. A dataset gives its images.
+        Anything else is brought to the model's input form as ``owlearn predict`` does it: one image file,
+        folder (its images, sorted) or PIL image, or a sequence of them and of ``(H, W[, C])`` arrays.
+        """
         if isinstance(images, ImageDataset):
             images = images.images
+        if isinstance(images, (str, os.PathLike, Image.Image)):
+            images = [images]  # one image: a path is not a sequence of one-letter file names
         if isinstance(images, np.ndarray):
-            images = torch.from_numpy(images)
+            images = integer_pixels_to_uint8(images, f"images of type {images.dtype}")
+            images = torch.from_numpy(np.ascontiguousarray(images))  # a flipped view has negative strides
         if isinstance(images, torch.Tensor):
-            if images.dim() == 3:
-                images = images.unsqueeze(1)
-            if tuple(images.shape[1:]) != tuple(self.preprocessing.in_shape):
-                raise ValueError(f"images of shape {tuple(images.shape[1:])} given to a model that takes "
-                                 f"{tuple(self.preprocessing.in_shape)}; pass file paths to have them resized")
-            return images
+            return self._checked_batch(integer_pixels_to_uint8(images, f"images of type {images.dtype}"))
         return load_images(list(images), self.preprocessing)
+
+    def _checked_batch(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` as ``(N, C, H, W)`` after checking that they have the model's input shape."""
+        want = tuple(self.preprocessing.in_shape)
+        batches = f"(N, {', '.join(map(str, want))})"
+        batch = images.unsqueeze(1) if images.dim() == 3 else images  # (N, H, W) of one-channel images
+        if batch.dim() == 4 and tuple(batch.shape[1:]) == want:
+            return batch
+        if tuple(images.shape) in (want, want[1:]):
+            raise ValueError(f"one image of shape {tuple(images.shape)} given where a batch {batches} is "
+                             "expected; add a batch dimension (images[None]) or pass file paths or PIL images")
+        if batch.dim() != 4:
+            raise ValueError(f"images of shape {tuple(images.shape)} given to a model that takes batches "
+                             f"{batches}; pass file paths or PIL images to have them resized")
+        raise ValueError(f"images of shape {tuple(batch.shape[1:])} given to a model that takes "
+                         f"{want}; pass file paths to have them resized")
 
     # -- predictions ----------------------------------------------------------------------------------
     def logits(self, images, batch_size: int = 256) -> torch.Tensor:
+        batch_size = _checked_batch_size(batch_size)
         return predict_logits(self.network, self.as_batch(images), batch_size)
 
     def features(self, images, batch_size: int = 256, embed: bool = True) -> torch.Tensor:
         """Feature vectors; ``embed=True`` (default) gives what the last linear layer reads, the space
         the detectors work in (on the sphere of radius α for an L2-softmax head)."""
+        batch_size = _checked_batch_size(batch_size)
         return extract_features(self.network, self.as_batch(images), batch_size, embed=embed)
 
     def outputs(self, images, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
         """Embedding and logits of every image from one forward pass, on the CPU."""
+        batch_size = _checked_batch_size(batch_size)
         batch = self.as_batch(images)
         head = self.network.head
         W, b = head.last_layer()
@@ -146,6 +175,7 @@ class OwlModel:
         """Pooled features of every backbone stage concatenated shallow to deep ``(N, sum(layer_dims))``,
         the embedding and the logits, from one forward pass, on the CPU (see
         :meth:`Network.layer_outputs`; multi-layer detectors and classifiers read these)."""
+        batch_size = _checked_batch_size(batch_size)
         batch = self.as_batch(images)
         if len(batch) == 0:
             W, _ = self.network.head.last_layer()
@@ -173,6 +203,7 @@ class OwlModel:
     def _inputs(self, images, detector=None, batch_size: int = 256, gaussian_features: str | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(detector features, logits, embedding, Gaussian-classifier features)`` from one forward pass."""
+        batch_size = _checked_batch_size(batch_size)  # before any image is read
         det = self.detector if detector is None else detector
         wants = gaussian_features or self.gaussian_features
         det_layers = getattr(det, "reads", "embedding") == "layers"
@@ -218,8 +249,9 @@ class OwlModel:
     def predict(self, images, batch_size: int = 256) -> Prediction:
         """Class (or ``unknown``), probabilities, novelty score and verdict of every image.
 
-        Probabilities are over :attr:`classes`: from the Gaussian classifier when the model has one,
-        else the softmax of the network's head.
+        ``images`` is anything :meth:`as_batch` takes: a batch tensor or array, a dataset, one image path
+        (file or folder) or PIL image, or a sequence of them. Probabilities are over :attr:`classes`: from
+        the Gaussian classifier when the model has one, else the softmax of the network's head.
         """
         feats, logits, emb, gauss = self._inputs(images, batch_size=batch_size)
         if self.gaussian is not None and len(emb):
@@ -243,6 +275,21 @@ class OwlModel:
         own = self.info.get("class_thresholds", {})
         return np.array([own.get(c, self.detector.offset_) for c in self.classes], dtype=np.float64)
 
+    def check_readable(self, *, detector: str | None = None, gaussian_features: str | None = None) -> None:
+        """Refuse a detector or Gaussian classifier that this network's stages cannot feed.
+
+        Both read feature maps of several stages; a ConvNet built with one block has a single stage, and
+        would otherwise fail only after training, deep inside the fit. Cheap: call it before training.
+        """
+        stages = len(self.network.layer_dims("mean"))
+        if detector == "layers" and stages < 2:
+            raise ValueError(f"the layers detector reads the network's last two stages, and this network has "
+                             f"{stages}: give the ConvNet at least two blocks (--widths) or choose another detector")
+        if gaussian_features in ("layers", "layers+embedding") and stages <= GAUSSIAN_FROM_STAGE:
+            raise ValueError(f"Gaussian features {gaussian_features!r} read the stages after the first, and this "
+                             f"network has {stages}: give the ConvNet at least two blocks (--widths) or use "
+                             f"the 'embedding' features")
+
     def fit_gaussian(self, train: ImageDataset, features: str = "layers"):
         """Fit one Gaussian per class (shared covariance) on ``train``'s features; it then classifies.
 
@@ -259,6 +306,7 @@ class OwlModel:
 
         if features not in GAUSSIAN_FEATURES:
             raise ValueError(f"features must be one of {GAUSSIAN_FEATURES}, got {features!r}")
+        self.check_readable(gaussian_features=features)
         aligned = train.relabel(self.class_names)
         known = aligned.labels >= 0
         mine = aligned.subset(known)
@@ -286,9 +334,7 @@ class OwlModel:
         if self.gaussian is None:
             raise ValueError("adding classes needs the model's Gaussian classifier: call fit_gaussian(train) "
                              "first (owlearn train does it with --gaussian)")
-        if not isinstance(name, str) or not name.strip() or name.strip().lower() == UNKNOWN:
-            # a blank name cannot be shown, and one spelled like the refusal cannot be told from it
-            raise ValueError(f"a new class needs a name that is neither blank nor {UNKNOWN!r}, got {name!r}")
+        name = check_class_name(name, self.classes)  # the same rules as the command line's and the service's
         det_feats, _, emb, gauss = self._inputs(images)  # one forward pass for the classifier and detector
         if len(emb) < 2:
             raise ValueError(f"class {name!r} needs at least 2 example images, got {len(emb)}")
@@ -355,6 +401,7 @@ class OwlModel:
             # choices for thousands of images per class; small classes need a smaller k
             smallest = int(torch.bincount(train.labels[train.labels >= 0]).clamp_min(1).min()) if len(train) else 1
             params["n_neighbors"] = max(1, min(50 if detector == "knn" else 20, smallest // 4))
+        self.check_readable(detector=detector)
         det = make_detector(detector, **params)
         feats, logits, _ = self.detector_inputs(train, det)
         W, b = (t.detach().cpu() for t in self.network.head.last_layer())
@@ -402,10 +449,13 @@ class OwlModel:
         try:
             _check_fields(h)
             part = "the network"
+            _check_in_shape(h["network"])  # before the network is built for it
             network = Network(NetworkSpec.from_json(h["network"]))
             network.load_state_dict(contents.group("network"))
             part = "the preprocessing"
+            _check_in_shape(h["preprocessing"])
             preprocessing = Preprocessing.from_json(h["preprocessing"])
+            _check_input_fits(network.eval(), preprocessing)
             components = {}
             for name, entry in h["components"].items():
                 part = f"component {name!r}"
@@ -419,6 +469,13 @@ class OwlModel:
         # outside the checks above: a device that cannot be used is no fault of the file
         model.network.to(device)
         return model
+
+
+def _checked_batch_size(batch_size: int) -> int:
+    # 0 made range() fail and -1 a matrix product, deep inside the forward pass
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+    return int(batch_size)
 
 
 _DAMAGE = (AttributeError, ImportError, IndexError, KeyError, TypeError, ValueError, RuntimeError)
@@ -437,6 +494,39 @@ def _check_fields(h: dict) -> None:
         raise ModelFileError("has a class name that is not a string in field 'class_names'")
     if not isinstance(h.get("info", {}), dict):
         raise ModelFileError(f"has {json_kind(h['info'])} for field 'info', not an object")
+
+
+def _check_in_shape(section: dict) -> None:
+    """A header section's ``in_shape``: three whole numbers ``(C, H, W)`` of at most MAX_SIDE each.
+
+    A huge one would otherwise be found out only by predict, tens of seconds later, as a MemoryError.
+    """
+    if "in_shape" not in section:
+        return  # reported as a missing entry where it is read
+    shape = section["in_shape"]
+    if not isinstance(shape, list) or len(shape) != 3 \
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape):
+        raise ModelFileError(f"has in_shape {json.dumps(shape)}, not three positive whole numbers (C, H, W)")
+    if max(shape) > MAX_SIDE:
+        raise ModelFileError(f"has in_shape {shape}, larger than {MAX_SIDE} in a dimension: no owlearn model "
+                             "takes such images; the file is damaged")
+
+
+def _check_input_fits(network: Network, preprocessing: Preprocessing) -> None:
+    """Whether the network takes the images the preprocessing makes; else predict would fail in PyTorch."""
+    takes, makes = list(network.spec.in_shape), list(preprocessing.in_shape)
+    # the network's weights were checked against its spec: its channels are those of its first layer
+    if makes[0] != takes[0]:
+        raise ModelFileError(f"has in_shape {makes}, but the network takes {takes[0]}-channel images "
+                             f"(its in_shape is {takes})")
+    if makes[1:] != takes[1:]:
+        # owlearn writes both the same; a pooling backbone takes other sizes, a fully connected one does not
+        try:
+            with torch.no_grad():
+                network(torch.zeros(1, *makes))
+        except (RuntimeError, ValueError) as exc:
+            raise ModelFileError(f"has in_shape {makes}, which the network, made for {takes}, cannot take "
+                                 f"({str(exc).splitlines()[0]})") from exc
 
 
 def _load_component(name: str, entry: Any, tensors: dict[str, torch.Tensor]) -> Any:

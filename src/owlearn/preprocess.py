@@ -8,6 +8,7 @@ same form, so a black-on-white PNG of a digit is recognised by a model trained o
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +21,10 @@ from PIL import Image, UnidentifiedImageError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MAX_PIXELS = 40_000_000
 """Images with more pixels than this are refused (decompression bombs)."""
+MAX_SIDE = 4096
+"""The largest channel count, height or width a model input may have (a model file asking for more is damaged)."""
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+"""PIL's modes for 16-bit grayscale: PNG and TIFF files open as ``I;16`` (as 32-bit ``I`` in older Pillow)."""
 
 
 @dataclass
@@ -74,11 +79,73 @@ def open_image(path: str | Path) -> Image.Image:
     return img
 
 
+def integer_pixels_to_uint8(images: np.ndarray | torch.Tensor, what: str = "the images"
+                            ) -> np.ndarray | torch.Tensor:
+    """Integer images of any type (int32, int64, uint16…) → uint8; uint8 and float images pass unchanged.
+
+    Integers are 8-bit pixel values, as uint8 ones are: only floats are read as [0, 1]. Values outside
+    0..255 are refused rather than wrapped around or clipped.
+    """
+    if isinstance(images, np.ndarray):
+        is_other_integer = images.dtype.kind in "iu" and images.dtype != np.uint8
+    else:
+        is_other_integer = not (images.dtype.is_floating_point or images.dtype.is_complex
+                                or images.dtype in (torch.uint8, torch.bool))
+    if not is_other_integer:
+        return images
+    if images.size if isinstance(images, np.ndarray) else images.numel():
+        low, high = int(images.min()), int(images.max())
+        if low < 0 or high > 255:
+            raise ValueError(f"integer pixel values from {low} to {high} in {what}; integer images must hold "
+                             "8-bit values 0..255 (scale 16-bit ones by 1/257, or pass floats in [0, 1])")
+    return images.astype(np.uint8) if isinstance(images, np.ndarray) else images.to(torch.uint8)
+
+
+def _float_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Float pixels → uint8: read as [0, 1] when none exceeds 1, else as [0, 255]; clipped, NaN as 0."""
+    arr = np.nan_to_num(arr.astype(np.float64), nan=0.0)
+    if arr.size and arr.max() <= 1:
+        arr = arr * 255
+    return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit and float images scaled to 8 bits by their range; PIL's ``convert("L")`` would clip them at
+    255, so that a digit saved as a 16-bit PNG came out nearly all white."""
+    if img.mode in SIXTEEN_BIT_MODES:
+        # the rule of the dataset loader (owlearn.data.formats._to_mode), so that a model is given what it
+        # was trained on: I;16 spans 0..65535 (65535 → 255); mode "I" carries no bit depth, so its range is
+        # inferred: 8 bits up to 255, 16 bits up to 65535, beyond that its own maximum
+        arr = np.asarray(img, dtype=np.float64)
+        top = float(arr.max(initial=0))
+        peak = 65535.0 if img.mode.startswith("I;16") or 255 < top <= 65535 else max(top, 255.0)
+        return Image.fromarray(np.rint(np.clip(arr / peak, 0, 1) * 255).astype(np.uint8))
+    if img.mode == "F":
+        return Image.fromarray(_float_to_uint8(np.asarray(img)))
+    return img
+
+
+def _array_to_image(arr: np.ndarray) -> Image.Image:
+    """An ``(H, W)`` or ``(H, W, 1..4)`` array as a PIL image of 8-bit pixels (floats and integers as in
+    :func:`_float_to_uint8` and :func:`integer_pixels_to_uint8`)."""
+    if arr.dtype.kind == "f":
+        arr = _float_to_uint8(arr)
+    elif arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    else:
+        arr = integer_pixels_to_uint8(arr, f"the image array of type {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (2, 3, 4)):
+        raise ValueError(f"an image array must be (H, W) or (H, W, channels) with 1 to 4 channels, "
+                         f"got shape {arr.shape}")
+    return Image.fromarray(arr)
+
+
 def to_model_input(img: Image.Image | np.ndarray, prep: Preprocessing) -> torch.Tensor:
     """One image → a uint8 tensor ``(C, H, W)`` looking like the model's training images."""
     c, h, w = prep.in_shape
-    if isinstance(img, np.ndarray):
-        img = Image.fromarray(img)
+    img = _array_to_image(img) if isinstance(img, np.ndarray) else _to_8bit(img)
     if img.mode in ("RGBA", "LA", "P"):
         # transparent pixels of a drawing are background: composite over white, then decide below
         img = img.convert("RGBA")
@@ -122,7 +189,11 @@ def _fit_digit(arr: np.ndarray, h: int, w: int, dark_background: bool) -> np.nda
 
 
 def find_images(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand folders into the image files they contain (sorted); files are kept as given."""
+    """Expand folders into the image files they contain (sorted); files are kept as given, each file once.
+
+    A file named twice (a folder given twice, or a file and its folder) is kept at its first place only:
+    counted twice, its image would weigh double in a class taught from it.
+    """
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -132,12 +203,36 @@ def find_images(paths: Iterable[str | Path]) -> list[Path]:
             found.append(p)
         else:
             raise FileNotFoundError(f"{p} does not exist")
-    return found
+    seen: set[Path] = set()
+    unique = []
+    for f in found:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
 
 
-def load_images(paths: Iterable[str | Path], prep: Preprocessing) -> torch.Tensor:
-    """Load image files into one uint8 batch ``(N, C, H, W)`` ready for the model."""
-    files = list(paths)
-    if not files:
+def load_images(paths: Iterable[str | Path | Image.Image | np.ndarray], prep: Preprocessing) -> torch.Tensor:
+    """Load images into one uint8 batch ``(N, C, H, W)`` ready for the model.
+
+    Each item is an image file, a folder (its images, as :func:`find_images` and the command line expand
+    it), a PIL image or an ``(H, W[, C])`` array.
+    """
+    inputs = []
+    for item in paths:
+        if not isinstance(item, (str, os.PathLike, Image.Image, np.ndarray)):
+            raise TypeError(f"an image must be a file or folder path, a PIL image or an array, got "
+                            f"{type(item).__name__}")
+        if isinstance(item, (Image.Image, np.ndarray)):
+            inputs.append(to_model_input(item, prep))
+        elif Path(item).is_dir():
+            files = find_images([item])
+            if not files:
+                raise ValueError(f"folder {item} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            inputs += [to_model_input(open_image(f), prep) for f in files]
+        else:
+            inputs.append(to_model_input(open_image(item), prep))
+    if not inputs:
         return torch.empty((0, *prep.in_shape), dtype=torch.uint8)
-    return torch.stack([to_model_input(open_image(f), prep) for f in files])
+    return torch.stack(inputs)

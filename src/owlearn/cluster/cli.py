@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from owlearn._options import PRECISION_OPTION, check_device, check_output_folder
+from owlearn._options import DATA_DIR_OPTION, PRECISION_OPTION, check_device, check_output_folder
 
 console = Console()
 
@@ -23,7 +23,9 @@ def cluster(
                                                                 "(default 5k; 0 turns it off)."),
     sub_heads: int = typer.Option(5, min=1, help="Sub-heads per head; the best is chosen by its loss."),
     alpha: float = typer.Option(1.0, min=0.0, help="Weight of the marginal-entropy terms (1 = mutual information)."),
-    size: int = typer.Option(16, min=0, help="Side images are resized to before training (0 keeps it)."),
+    size: int = typer.Option(16, min=0, max=256,
+                             help="Side images are resized to before training (0 keeps it; a folder of images of "
+                                  "different sizes needs one)."),
     repeats: int = typer.Option(2, min=1, help="Augmented pairs of every image per batch."),
     epochs: int | None = typer.Option(
         None, min=1, help="Passes over the images (default: 30, or as many as give a small set 1,100 steps)."),
@@ -43,7 +45,7 @@ def cluster(
     seed: int = typer.Option(0, help="Seed of initialisation, shuffling and augmentation."),
     device: str = typer.Option("auto", help="auto, cpu, cuda …"),
     precision: str = PRECISION_OPTION,
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Dataset cache folder."),
+    data_dir: Path | None = DATA_DIR_OPTION,
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Cluster images without labels (IIC) and write the network, scores, P and a contact sheet per cluster.
@@ -55,10 +57,13 @@ def cluster(
 
     from owlearn.cluster.report import save_cluster_net, write_cluster_report
     from owlearn.cluster.train import IICConfig, epochs_for, fit_iic
-    from owlearn.data.sources import load_dataset
+    from owlearn.data.sources import is_image_folder, load_dataset
+
     check_device(device)  # before the data is loaded
     check_output_folder(out, "--out")
-    dataset = load_dataset(data, split, data_dir=data_dir)
+    # a folder's images are resized as they are read, so that they need not share one size
+    options = {"size": (size, size)} if size and is_image_folder(data) else {}
+    dataset = load_dataset(data, split, data_dir=data_dir, **options)
     if limit:
         dataset = dataset.subset(torch.arange(min(limit, len(dataset))))
     if clusters > len(dataset):

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from owlearn._options import PRECISION_OPTION, check_device, check_output_folder
+from owlearn._options import DATA_DIR_OPTION, PRECISION_OPTION, check_device, check_output_folder
 
 _out = Console()
 _err = Console(stderr=True)
@@ -52,8 +52,7 @@ def continual(
     precision: str = PRECISION_OPTION,
     out: Path = typer.Option(Path("continual-results"), "--out", "-o",
                              help="Folder for the results JSON and the plots."),
-    data_dir: Path | None = typer.Option(None, "--data-dir",
-                                         help="Dataset folder (default: $OWLEARN_DATA or the cache)."),
+    data_dir: Path | None = DATA_DIR_OPTION,
     progress: bool = typer.Option(True, help="Show the training progress bar."),
 ) -> None:
     """Train strategies experience by experience and report accuracy matrix, forgetting and plots."""
@@ -73,9 +72,18 @@ def continual(
     if icarl_selection not in SELECTIONS:
         raise typer.BadParameter(f"{icarl_selection!r}: choose {', '.join(SELECTIONS)}",
                                  param_hint="--icarl-selection")
+    if class_order and order_seed is not None:  # one of them would be silently ignored
+        raise typer.BadParameter("give either a class order or a seed to draw one, not both",
+                                 param_hint="--class-order/--order-seed")
     check_device(device)  # before any data is loaded or strategy trained
     check_output_folder(out, "--out")
     stream = _scenario(scenario, data, experiences, class_order, order_seed, train_limit, data_dir)
+    rehearsing = [n for n in names if n in ("icarl", "replay")]
+    if rehearsing and memory_size < stream.num_classes:
+        verb = "needs" if len(rehearsing) == 1 else "need"
+        raise typer.BadParameter(f"{' and '.join(rehearsing)} {verb} at least one exemplar of each class: a memory "
+                                 f"of {memory_size} cannot hold the {stream.num_classes} classes of {stream.name}",
+                                 param_hint="--memory-size")
     _out.print(f"[bold]{escape(stream.name)}[/bold]: {len(stream)} experiences "
                f"({escape(', '.join(e.name for e in stream.experiences))}); {backbone}, {epochs} epochs each")
     params = {"icarl": {"memory_size": memory_size, "temperature": temperature, "metric": icarl_metric,

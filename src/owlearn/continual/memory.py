@@ -133,6 +133,9 @@ class ClassBalancedMemory:
         """
         self._template = data
         order = list(self.images) + [c for c in classes if c not in self.images]
+        if len(order) > self.capacity:  # a class with no exemplar has no mean and nothing replayed
+            raise ValueError(f"a memory of {self.capacity} exemplars cannot keep one of each of the {len(order)} "
+                             f"classes seen; raise the memory size to at least {len(order)}")
         quota = dict(zip(order, self.quota(len(order))))
         for c in list(self.images):
             self.images[c] = self.images[c][: quota[c]]

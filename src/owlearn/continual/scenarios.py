@@ -119,7 +119,8 @@ def class_incremental(train: ImageDataset, test: ImageDataset, n_experiences: in
                          f"{test.class_names}")
     order = class_order_for(train.num_classes, class_order, seed)
     if not 1 <= n_experiences <= len(order):
-        raise ValueError(f"n_experiences must lie in 1..{len(order)} (one class at least each), got {n_experiences}")
+        raise ValueError(f"cannot split {len(order)} classes into {n_experiences} experiences: each needs at least "
+                         f"one class, so choose 1 to {len(order)} experiences")
     base, extra = divmod(len(order), n_experiences)
     experiences, start = [], 0
     for i in range(n_experiences):
@@ -173,24 +174,17 @@ def fashion_to_mnist(*, data_dir: str | Path | None = None, mnist_dir: str | Pat
     """Benchmark B4 domain-incremental variant: Fashion-MNIST, then the MNIST-10k split.
 
     MNIST's training set is not on these machines, so its test set is split: the first 8,000 digits
-    train, the last 2,000 test (``MNIST-10k split``). ``mnist_dir`` is the folder holding
-    ``mnist/t10k-*.gz`` (default: the data folder, then ``../shared/data`` of the working directory).
+    train, the last 2,000 test (``MNIST-10k split``). ``mnist_dir`` is the data folder holding
+    ``mnist/t10k-*.gz`` (default: ``data_dir``, i.e. ``$OWLEARN_DATA`` or ``~/.cache/owlearn``).
     """
     from owlearn.data.sources import DatasetNotFoundError, load_dataset
 
     f_train = _first(load_dataset("fashion-mnist", "train", data_dir=data_dir), train_limit)
     f_test = _first(load_dataset("fashion-mnist", "test", data_dir=data_dir), test_limit)
-    candidates = [mnist_dir] if mnist_dir else [data_dir, Path.cwd().parent / "shared" / "data",
-                                                 Path(__file__).resolve().parents[4] / "shared" / "data"]
-    mnist, problem = None, None
-    for folder in candidates:
-        try:
-            mnist = load_dataset("mnist", "test", data_dir=folder)
-            break
-        except DatasetNotFoundError as exc:
-            problem = exc
-    if mnist is None:
-        raise DatasetNotFoundError(f"the domain-incremental scenario needs the MNIST test set: {problem}")
+    try:
+        mnist = load_dataset("mnist", "test", data_dir=mnist_dir or data_dir)
+    except DatasetNotFoundError as exc:
+        raise DatasetNotFoundError(f"the domain-incremental scenario needs the MNIST test set: {exc}") from None
     m_train, m_test = mnist.split(8000)
     m_train, m_test = _first(m_train, train_limit), _first(m_test, test_limit)
     return domain_incremental([("fashion-mnist", f_train, f_test), ("mnist-10k split", m_train, m_test)],

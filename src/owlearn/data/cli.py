@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from owlearn._options import DATA_DIR_HELP, check_data_dir
+
 app = typer.Typer(
     name="data",
     help="List, download and inspect the datasets owlearn knows.",
@@ -31,7 +33,7 @@ _err = Console(stderr=True)
 DataDir = Annotated[
     Path | None,
     typer.Option(
-        "--data-dir", help="Data folder (default: $OWLEARN_DATA, else ~/.cache/owlearn).", show_default=False
+        "--data-dir", callback=check_data_dir, help=DATA_DIR_HELP, show_default=False
     ),
 ]
 

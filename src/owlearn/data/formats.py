@@ -736,8 +736,8 @@ def load_image_folder(
                     raise DatasetFormatError(
                         f"{root}: images have different sizes: {files[0][0].relative_to(root)} is "
                         f"{first_size[1]}x{first_size[0]} but {path.relative_to(root)} is "
-                        f"{img.width}x{img.height} (width x height); pass size=(height, width) to "
-                        f"resize them all"
+                        f"{img.width}x{img.height} (width x height); resize them all to one size "
+                        f"(size=(height, width) in Python, --image-size on the command line)"
                     )
     read_mode = mode or ("L" if all_gray else "RGB")
     height, width = size if size is not None else first_size  # type: ignore[misc]

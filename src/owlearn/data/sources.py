@@ -55,6 +55,7 @@ __all__ = [
     "default_data_dir",
     "download_dataset",
     "get_dataset_spec",
+    "is_image_folder",
     "list_datasets",
     "load_dataset",
     "register_dataset",
@@ -669,6 +670,15 @@ def _folder_path(name: str | os.PathLike) -> Path | None:
         return None
     path = Path(text).expanduser()
     return path if path.is_dir() else None
+
+
+def is_image_folder(name: str | os.PathLike) -> bool:
+    """Whether :func:`load_dataset` reads ``name`` as a folder of images (which takes ``size`` and ``mode``).
+
+    >>> is_image_folder("digits"), is_image_folder("folder:photos")
+    (False, True)
+    """
+    return _folder_path(name) is not None
 
 
 def _folder_root(path: Path, split: str) -> Path:

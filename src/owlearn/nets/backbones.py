@@ -29,7 +29,8 @@ class SimpleNet(nn.Module):
         super().__init__()
         c, h, w = in_shape
         if min(h, w) < 16:
-            raise ValueError(f"SimpleNet needs images of at least 16×16 pixels, got {h}×{w}")
+            raise ValueError(f"SimpleNet needs images of at least 16×16 pixels, got {h}×{w}; the convnet backbone "
+                             f"takes smaller ones")
         self.conv1 = nn.Conv2d(c, 10, kernel_size=5)
         self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
         flat_h, flat_w = ((h - 4) // 2 - 4) // 2, ((w - 4) // 2 - 4) // 2

@@ -54,6 +54,8 @@ class L2SoftmaxHead(nn.Module):
 
     def __init__(self, feature_dim: int, num_classes: int, alpha: float = 16.0, learn_alpha: bool = False):
         super().__init__()
+        if not (math.isfinite(alpha) and alpha > 0):  # α ≤ 0 puts every feature at the origin or turns it round
+            raise ValueError(f"the L2-softmax radius alpha must be a positive number, got {alpha}")
         self.fc = nn.Linear(feature_dim, num_classes)
         alpha_t = torch.tensor(float(alpha))
         if learn_alpha:
@@ -76,6 +78,8 @@ class CosineHead(nn.Module):
 
     def __init__(self, feature_dim: int, num_classes: int, scale: float = 16.0):
         super().__init__()
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"the cosine head's scale must be a positive number, got {scale}")
         self.weight = nn.Parameter(torch.randn(num_classes, feature_dim) / math.sqrt(feature_dim))
         self.register_buffer("scale", torch.tensor(float(scale)))
 

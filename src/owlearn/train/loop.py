@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from owlearn.data.augment import AugmentConfig, augment_batch
 from owlearn.data.dataset import UNLABELED, ImageDataset
+from owlearn.errors import OwlearnError
 from owlearn.nets.inference import for_inference
 from owlearn.nets.network import to_float
 from owlearn.train import checkpoint as ckpt
@@ -35,7 +36,7 @@ from owlearn.train import distributed
 from owlearn.train.progress import TrainingProgress
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(RuntimeError, OwlearnError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
@@ -88,6 +89,14 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError(f"epochs, batch_size and eval_batch_size must be at least 1, got {self.epochs}, "
                              f"{self.batch_size} and {self.eval_batch_size}")
+        # an infinite or negative rate would only show as a NaN loss some steps later
+        for name in ("lr", "weight_decay"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a finite number ≥ 0, got {getattr(self, name)}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -320,6 +329,11 @@ class Trainer:
         steps_per_epoch = n // batch  # drop the last partial batch: BatchNorm dislikes tiny batches
         self.total_steps = steps_per_epoch * cfg.epochs
         self._shard = self._rank_slice(batch)
+        if self._shard[1] - self._shard[0] < 2 and any(
+                isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules()):
+            # BatchNorm's batch statistics need two images; PyTorch's own error names a channel count instead
+            raise ValueError(f"a network with BatchNorm needs at least 2 images per training step, got "
+                             f"{self._shard[1] - self._shard[0]}: raise batch_size (or give more training images)")
         if cfg.time_budget_s is not None:
             if cfg.time_budget_s <= 0:
                 raise ValueError(f"time_budget_s must be positive, got {cfg.time_budget_s}")
