@@ -46,8 +46,11 @@ def main() -> None:
     train = load_dataset("fashion-mnist", "train")
     order = torch.from_numpy(np.random.default_rng(0).permutation(len(train)))
     held_out, fit = train.subset(order[:HELD_OUT].sort().values), train.subset(order[HELD_OUT:].sort().values)
+    seeds = args.seeds
+    if args.quick:  # a smoke run: one network, a fifth of the images
+        seeds, held_out, fit = seeds[:1], held_out.subset(torch.arange(1_200)), fit.subset(torch.arange(10_800))
     runs = []
-    for seed in args.seeds:
+    for seed in seeds:
         path = network_path(args.models, args.widths, args.head, args.epochs, seed)
         if not path.exists():
             raise SystemExit(f"{path} is missing: train it with b3_add_classes.py --train-only (same options)")
@@ -57,9 +60,10 @@ def main() -> None:
         runs.append({"seed": seed, "network_file": path.name, "held_out_accuracy": accuracy})
     summary = {view: mean_std([r["held_out_accuracy"][view] for r in runs]) for view in args.views}
     chosen = max(args.views, key=lambda v: summary[v]["mean"])
-    config = {"epochs": args.epochs, "head": args.head, "widths": args.widths, "held_out_images": HELD_OUT,
-              "split_seed": 0, "fit_images": len(fit), "views": args.views}
-    out = args.out or Path(__file__).parent / "results" / f"b3_select_view{width_tag(args.widths)}.json"
+    config = {"epochs": args.epochs, "head": args.head, "widths": args.widths, "held_out_images": len(held_out),
+              "split_seed": 0, "fit_images": len(fit), "views": args.views, "quick": args.quick}
+    quick = "-quick" if args.quick else ""
+    out = args.out or Path(__file__).parent / "results" / f"b3_select_view{width_tag(args.widths)}{quick}.json"
     write_results("b3_select_view", config, {"runs": runs, "held_out_accuracy": summary, "chosen": chosen},
                   started, out)
 

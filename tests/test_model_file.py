@@ -240,6 +240,8 @@ def _tampered(source, target, edit=lambda header: None, drop=()):
     (lambda h: h.update(class_names=[1, 2, 3, 4]), (), r"class name that is not a string"),
     (lambda h: h.update(class_names=["w", "x", "y"]), (), r"3 class names for a network with 4 outputs"),
     (lambda h: h.update(info=[]), (), r"has an array for field 'info', not an object"),
+    (lambda h: h["info"].update(class_thresholds={"w": "abc"}), (),
+     r"field 'info.class_thresholds', not an object of numbers by class name"),
     (lambda h: h.update(components=[]), (), r"has an array for field 'components', not an object"),
     (lambda h: h["network"]["backbone_args"].update(widths=[8, 8, 16, 32]), (),
      r"the network is damaged or inconsistent \(size mismatch for backbone.*; and \d+ more\)"),

@@ -79,6 +79,12 @@ def command(root: Path, script: Script, quick: bool, extra: list[str]) -> list[s
     return [python, str(Path("benchmarks") / script.file), *(["--quick"] if quick else []), *extra]
 
 
+def missing(root: Path, script: Script) -> str:
+    """What keeps ``script`` from running here: the script itself, or the interpreter it names."""
+    return script.python if script.python and (root / "benchmarks" / script.file).is_file() else \
+        f"benchmarks/{script.file}"
+
+
 def run(root: Path, protocols: list[str], quick: bool, extra: list[str], echo: Callable[[str], None]) -> dict:
     """Run the scripts of ``protocols`` one after another; returns ``{script: status}``."""
     status: dict[str, str] = {}
@@ -86,9 +92,7 @@ def run(root: Path, protocols: list[str], quick: bool, extra: list[str], echo: C
         for script in PROTOCOLS[proto]:
             cmd = command(root, script, quick, extra)
             if cmd is None:
-                missing = script.python if script.python and (root / "benchmarks" / script.file).is_file() else \
-                    f"benchmarks/{script.file}"
-                status[script.file] = f"skipped: {missing} not in this checkout"
+                status[script.file] = f"skipped: {missing(root, script)} not in this checkout"
                 echo(f"[yellow]{proto}: {status[script.file]}[/yellow]")
                 continue
             echo(f"[bold]{proto}[/bold]: {' '.join(cmd[1:])}")

@@ -239,6 +239,10 @@ def train(
     if chosen is not None:
         names = [train_set.class_names[c] for c in chosen]
         train_set = train_set.select_classes(chosen).relabel(names)
+    if train_set.num_classes == 0:  # a folder of images without class sub-folders
+        raise typer.BadParameter(f"{train_set.name} holds unlabeled images (no class sub-folders); a classifier "
+                                 f"needs one sub-folder of images per class (`owlearn cluster` groups unlabeled "
+                                 f"images)", param_hint="--data")
     if train_set.num_classes < 2:
         raise typer.BadParameter(f"a classifier needs at least 2 classes; {train_set.name} has "
                                  f"{train_set.num_classes}", param_hint="--data/--classes")
@@ -694,7 +698,8 @@ def bench(
         for proto in chosen:
             for script in b.PROTOCOLS[proto]:
                 cmd = b.command(root, script, quick, extra)
-                console.print(escape(f"{proto}: {' '.join(cmd[1:]) if cmd else f'(no benchmarks/{script.file} here)'}"))
+                shown = ' '.join(cmd[1:]) if cmd else f"(no {b.missing(root, script)} here)"
+                console.print(escape(f"{proto}: {shown}"))
         return
     if not report_only:
         status = b.run(root, chosen, quick, extra, console.print)

@@ -494,6 +494,11 @@ def _check_fields(h: dict) -> None:
         raise ModelFileError("has a class name that is not a string in field 'class_names'")
     if not isinstance(h.get("info", {}), dict):
         raise ModelFileError(f"has {json_kind(h['info'])} for field 'info', not an object")
+    own = h.get("info", {}).get("class_thresholds", {})  # read by every prediction with a detector
+    if not isinstance(own, dict) or not all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) for t in own.values()):
+        raise ModelFileError(f"has {json.dumps(own)[:80]} for field 'info.class_thresholds', not an object of "
+                             "numbers by class name")
 
 
 def _check_in_shape(section: dict) -> None:

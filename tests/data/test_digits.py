@@ -45,3 +45,10 @@ def test_options():
     assert len(ds) == 899 or len(ds) == 898
     with pytest.raises(ValueError, match="test_fraction"):
         load_dataset("digits", "test", test_fraction=1.5)
+
+
+def test_selecting_a_class_the_dataset_lacks_is_refused(splits):
+    train = splits["train"]
+    assert set(train.select_classes([1, 3]).labels.tolist()) == {1, 3}
+    with pytest.raises(ValueError, match=r"classes \[10, 99\] are not among the 10 classes of digits/train"):
+        train.select_classes([3, 10, 99])

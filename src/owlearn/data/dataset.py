@@ -97,6 +97,10 @@ class ImageDataset:
 
     def select_classes(self, classes: Sequence[int]) -> ImageDataset:
         """The images whose label is in ``classes``; labels and class names are kept as they are."""
+        outside = sorted({int(c) for c in classes} - set(range(self.num_classes)))
+        if outside:  # would select nothing for them, silently
+            raise ValueError(f"classes {outside} are not among the {self.num_classes} classes of "
+                             f"{self.name or 'the dataset'} (0 to {self.num_classes - 1})")
         mask = torch.isin(self.labels, torch.as_tensor(list(classes), dtype=torch.int64))
         return self.subset(mask)
 

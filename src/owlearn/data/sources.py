@@ -683,7 +683,8 @@ def is_image_folder(name: str | os.PathLike) -> bool:
 
 def _folder_root(path: Path, split: str) -> Path:
     if not path.is_dir():
-        raise DatasetNotFoundError(f"{path}: no such folder")
+        what = "a file, not a folder of images" if path.exists() else "no such folder"
+        raise DatasetNotFoundError(f"{path}: {what}")
     split_dirs = [d for d in _SPLIT_DIRS if (path / d).is_dir()]
     if split_dirs:
         if split not in split_dirs:
