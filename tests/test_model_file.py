@@ -260,8 +260,8 @@ def _tampered(source, target, edit=lambda header: None, drop=()):
     (lambda h: h["components"]["detector"]["config"]["fitted"].pop("offset_"), (),
      r"component 'detector' lacks its fitted offset_"),
     (lambda h: None, ("components/gaussian/",), r"component 'gaussian' has none of its tensors"),
-    (lambda h: None, ("components/gaussian/cholesky_",),
-     r"component 'gaussian' is damaged or inconsistent \(GaussianClassifier lacks the tensor\(s\) cholesky_ its "
+    (lambda h: None, ("components/gaussian/scatter_",),
+     r"component 'gaussian' is damaged or inconsistent \(GaussianClassifier lacks the tensor\(s\) scatter_ its "
      r"config lists\)"),
 ])
 def test_tampered_file_is_refused_with_what_is_wrong(fitted_file, tmp_path, edit, drop, message):

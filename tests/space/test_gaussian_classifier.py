@@ -122,6 +122,40 @@ def test_round_trip_through_a_model_file_gives_identical_outputs(roundtrip):
         np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
 
 
+@pytest.mark.parametrize("syrk_from", [384, 2])  # small scatters by a general product, or symmetric by syrk
+def test_the_file_holds_the_statistics_alone_and_what_follows_from_them_is_rebuilt(roundtrip, monkeypatch,
+                                                                                    syrk_from):
+    import owlearn.space.gaussian as gaussian
+
+    monkeypatch.setattr(gaussian, "_SYRK_MIN_FEATURES", syrk_from)
+    X, y = _data(dim=12)
+    clf = GaussianClassifier().fit(X, y, class_names=list("wxyz"))
+    state = clf.state_dict()
+    assert not {"means_", "priors_", "covariance_", "cholesky_"} & set(state)
+    symmetric = all(np.array_equal(w, w.T) for w in clf._class_scatter_list())
+    # an exactly symmetric scatter is stored as its upper triangle (K, D(D+1)/2), another one whole
+    assert tuple(state["class_scatters_"].shape) == ((4, 12 * 13 // 2) if symmetric else (4, 12, 12))
+    assert symmetric or syrk_from == 384
+    loaded = roundtrip(clf)
+    for attr in ("means_", "priors_", "covariance_", "cholesky_", "scatter_", "class_scatters_"):
+        np.testing.assert_array_equal(getattr(loaded, attr), getattr(clf, attr), err_msg=attr)
+    np.testing.assert_array_equal(loaded.mahalanobis(X), clf.mahalanobis(X))
+    # removing a class after loading is the same exact operation as before saving
+    np.testing.assert_array_equal(loaded.remove_class("x").mahalanobis(X), clf.remove_class("x").mahalanobis(X))
+
+
+def test_a_file_written_with_the_derived_arrays_loads_as_it_is(roundtrip):
+    X, y = _data()
+    clf = GaussianClassifier().fit(X, y)
+    # every array whole, as files were written before
+    old_layout = {k: torch.from_numpy(np.ascontiguousarray(getattr(clf, k))) for k in clf._array_attrs}
+    assert {"cholesky_", "covariance_"} <= set(old_layout) and old_layout["class_scatters_"].dim() == 3
+    config = dict(clf.config(), tensors=list(old_layout))
+    loaded = GaussianClassifier.from_state(old_layout, config)
+    np.testing.assert_array_equal(loaded.mahalanobis(X), clf.mahalanobis(X))
+    np.testing.assert_array_equal(loaded.class_scatters_, clf.class_scatters_)
+
+
 def test_torch_float32_input_gives_the_same_model_as_numpy():
     X, y = _data()
     X32 = X.astype(np.float32)

@@ -38,7 +38,7 @@ def test_knn_term_is_standardised_on_training_features_outside_its_reference_set
     without = LayerEnsembleDetector([8, 8, 16], vim=False, blocks=[0], knn_block=None).fit(X, labels=f.y)
     order = np.random.default_rng(0).permutation(len(X))
     ref, rest = np.sort(order[:n_ref]), order[n_ref:]
-    knn = KNNDetector(n_neighbors=1).fit(X[ref, 8:16])
+    knn = KNNDetector(n_neighbors=1).fit(X[ref, 8:16].astype(np.float32))  # kept in float32, as the network's
     held_out = knn.score_samples(X[rest, 8:16])
     want = without.score_samples(Q) + (knn.score_samples(Q[:, 8:16]) - held_out.mean()) / held_out.std()
     np.testing.assert_allclose(det.score_samples(Q), want, rtol=1e-9, atol=1e-9)
