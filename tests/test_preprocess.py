@@ -105,6 +105,18 @@ def test_16_bit_and_float_images_are_scaled_not_clipped(mode, channels):
     assert (to_model_input(img, prep).int() - expected).abs().max() <= 1
 
 
+def test_an_image_folder_reads_16_bit_and_float_files_as_prediction_does(tmp_path):
+    from owlearn.data.formats import load_image_folder
+
+    digit = _digit_with_grey_levels()
+    (tmp_path / "zero").mkdir()
+    Image.fromarray(digit).save(tmp_path / "zero" / "a-8bit.png")
+    Image.fromarray(digit.astype(np.uint16) * 257).save(tmp_path / "zero" / "b-16bit.png")
+    _modes_of(digit)["F [0, 1]"].save(tmp_path / "zero" / "c-float.tif")
+    images = load_image_folder(tmp_path).images.int()  # training reads them through the same rule
+    assert len(images) == 3 and (images - images[0]).abs().max() <= 1 and images.max() == 255
+
+
 def test_mode_i_within_8_bits_is_read_as_8_bits():
     digit = _digit_with_grey_levels()  # mode "I" has no bit depth: values up to 255 are 8-bit ones
     prep = Preprocessing((1, 28, 28), background="dark")

@@ -18,14 +18,12 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+from owlearn.data.formats import IMAGE_EXTENSIONS, float_pixels_to_uint8, to_8bit
+
 MAX_PIXELS = 40_000_000
 """Images with more pixels than this are refused (decompression bombs)."""
 MAX_SIDE = 4096
 """The largest channel count, height or width a model input may have (a model file asking for more is damaged)."""
-SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-"""PIL's modes for 16-bit grayscale: PNG and TIFF files open as ``I;16`` (as 32-bit ``I`` in older Pillow)."""
-
 
 @dataclass
 class Preprocessing:
@@ -101,35 +99,11 @@ def integer_pixels_to_uint8(images: np.ndarray | torch.Tensor, what: str = "the 
     return images.astype(np.uint8) if isinstance(images, np.ndarray) else images.to(torch.uint8)
 
 
-def _float_to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Float pixels → uint8: read as [0, 1] when none exceeds 1, else as [0, 255]; clipped, NaN as 0."""
-    arr = np.nan_to_num(arr.astype(np.float64), nan=0.0)
-    if arr.size and arr.max() <= 1:
-        arr = arr * 255
-    return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
-
-
-def _to_8bit(img: Image.Image) -> Image.Image:
-    """16-bit and float images scaled to 8 bits by their range; PIL's ``convert("L")`` would clip them at
-    255, so that a digit saved as a 16-bit PNG came out nearly all white."""
-    if img.mode in SIXTEEN_BIT_MODES:
-        # the rule of the dataset loader (owlearn.data.formats._to_mode), so that a model is given what it
-        # was trained on: I;16 spans 0..65535 (65535 → 255); mode "I" carries no bit depth, so its range is
-        # inferred: 8 bits up to 255, 16 bits up to 65535, beyond that its own maximum
-        arr = np.asarray(img, dtype=np.float64)
-        top = float(arr.max(initial=0))
-        peak = 65535.0 if img.mode.startswith("I;16") or 255 < top <= 65535 else max(top, 255.0)
-        return Image.fromarray(np.rint(np.clip(arr / peak, 0, 1) * 255).astype(np.uint8))
-    if img.mode == "F":
-        return Image.fromarray(_float_to_uint8(np.asarray(img)))
-    return img
-
-
 def _array_to_image(arr: np.ndarray) -> Image.Image:
     """An ``(H, W)`` or ``(H, W, 1..4)`` array as a PIL image of 8-bit pixels (floats and integers as in
-    :func:`_float_to_uint8` and :func:`integer_pixels_to_uint8`)."""
+    :func:`~owlearn.data.formats.float_pixels_to_uint8` and :func:`integer_pixels_to_uint8`)."""
     if arr.dtype.kind == "f":
-        arr = _float_to_uint8(arr)
+        arr = float_pixels_to_uint8(arr)
     elif arr.dtype == np.bool_:
         arr = arr.astype(np.uint8) * 255
     else:
@@ -145,7 +119,7 @@ def _array_to_image(arr: np.ndarray) -> Image.Image:
 def to_model_input(img: Image.Image | np.ndarray, prep: Preprocessing) -> torch.Tensor:
     """One image → a uint8 tensor ``(C, H, W)`` looking like the model's training images."""
     c, h, w = prep.in_shape
-    img = _array_to_image(img) if isinstance(img, np.ndarray) else _to_8bit(img)
+    img = _array_to_image(img) if isinstance(img, np.ndarray) else to_8bit(img)
     if img.mode in ("RGBA", "LA", "P"):
         # transparent pixels of a drawing are background: composite over white, then decide below
         img = img.convert("RGBA")
@@ -198,7 +172,7 @@ def find_images(paths: Iterable[str | Path]) -> list[Path]:
     for p in map(Path, paths):
         if p.is_dir():
             found += sorted(f for f in p.rglob("*")
-                            if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+                            if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith("."))
         elif p.exists():
             found.append(p)
         else:
@@ -229,7 +203,7 @@ def load_images(paths: Iterable[str | Path | Image.Image | np.ndarray], prep: Pr
         elif Path(item).is_dir():
             files = find_images([item])
             if not files:
-                raise ValueError(f"folder {item} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise ValueError(f"folder {item} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
             inputs += [to_model_input(open_image(f), prep) for f in files]
         else:
             inputs.append(to_model_input(open_image(item), prep))

@@ -57,8 +57,9 @@ IDX_IMAGES_MAGIC = 2051
 IDX_LABELS_MAGIC = 2049
 """Magic number of an IDX file of unsigned bytes with one dimension (labels)."""
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})
-"""File name extensions :func:`load_image_folder` reads (compared case-insensitively)."""
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+"""File name extensions :func:`load_image_folder` and prediction (owlearn.preprocess) read (compared
+case-insensitively): a model predicts on what it could have been trained on, and the other way round."""
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BZ2_MAGIC = b"BZh"
@@ -612,17 +613,38 @@ def _is_gray(image: PILImage) -> bool:
     return False
 
 
-def _to_mode(image: PILImage, mode: str) -> PILImage:
-    """Convert a PIL image to ``"L"`` or ``"RGB"``, keeping 16-bit grayscale's range."""
+def float_pixels_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Float pixels → uint8: read as [0, 1] when none exceeds 1, else as [0, 255]; clipped, NaN as 0."""
+    arr = np.nan_to_num(arr.astype(np.float64), nan=0.0)
+    if arr.size and arr.max() <= 1:
+        arr = arr * 255
+    return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+
+
+def to_8bit(image: PILImage) -> PILImage:
+    """16-bit and float images scaled to 8 bits by their range; other images as they are.
+
+    PIL's ``convert("L")`` clips such values at 255, so a digit saved as a 16-bit PNG would come out nearly
+    all white. The one rule for training (image folders) and prediction (owlearn.preprocess), so that a
+    model is given what it was trained on: ``I;16`` spans 0..65535 (65535 → 255); mode ``I`` (older Pillow
+    reads 16-bit PNGs so) carries no bit depth, so its range is inferred: 8 bits up to 255, 16 bits up to
+    65535, beyond that its own maximum; float ``F`` as :func:`float_pixels_to_uint8`.
+    """
     from PIL import Image
 
     if image.mode.startswith("I;16") or image.mode == "I":
-        # PIL clips 16/32-bit values to 255 when converting to L; scale the range down instead.
         array = np.asarray(image, dtype=np.float64)
         top = float(array.max(initial=0))
-        # 32-bit "I" images (older Pillow reads 16-bit PNGs so) carry no bit depth: infer 8 or 16 bits.
         peak = 65535.0 if image.mode.startswith("I;16") or 255 < top <= 65535 else max(top, 255.0)
-        image = Image.fromarray(np.rint(np.clip(array / peak, 0, 1) * 255).astype(np.uint8), "L")
+        return Image.fromarray(np.rint(np.clip(array / peak, 0, 1) * 255).astype(np.uint8), "L")
+    if image.mode == "F":
+        return Image.fromarray(float_pixels_to_uint8(np.asarray(image)), "L")
+    return image
+
+
+def _to_mode(image: PILImage, mode: str) -> PILImage:
+    """Convert a PIL image to ``"L"`` or ``"RGB"``, keeping a 16-bit or float image's range."""
+    image = to_8bit(image)
     return image if image.mode == mode else image.convert(mode)
 
 
