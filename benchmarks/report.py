@@ -527,6 +527,24 @@ def _b4_icarl_exemplar_selection() -> list[str]:
     return lines + [""] + [f"Note: {n}" for n in sel.get("notes", [])] + ["", f"Produced by {_provenance(sel)}."]
 
 
+def _b4_floor(cls: dict, aval: dict | None) -> list[str]:
+    """The bare-loop floor of naive fine-tuning's training steps, against a third of Avalanche's naive time."""
+    path = RESULTS / "b4_floor.json"
+    naive = (aval or {}).get("results", {}).get("naive")
+    if not path.exists() or naive is None or "naive" not in cls:
+        return []
+    floor = json.loads(path.read_text())
+    fastest = min(floor["results"].items(), key=lambda kv: kv[1]["cpu_seconds"]["mean"])
+    third = naive["cpu_seconds"]["mean"] / 3
+    other = ", ".join(f"{v['cpu_seconds']['mean']:.1f} in {k}" for k, v in floor["results"].items() if k != fastest[0])
+    return [f"- the machine's floor: naive fine-tuning's {floor['config']['steps']:,} training steps alone, in the "
+            f"barest PyTorch loop (images in memory, no data loader, no evaluation, one thread), take "
+            f"{fastest[1]['cpu_seconds']['mean']:.1f} CPU s in {fastest[0]} ({other}); a third of Avalanche's naive "
+            f"run is {third:.0f} s, {'below' if third < fastest[1]['cpu_seconds']['mean'] else 'above'} that floor. "
+            f"owlearn's naive run, evaluation after every experience included, takes "
+            f"{cls['naive']['cpu_seconds']['mean']:.0f} s. Produced by {_provenance(floor)}."]
+
+
 def section_b4(doc: dict) -> list[str]:
     cfg, r = doc["config"], doc["results"]
     cls = r["class_incremental"]
@@ -572,6 +590,7 @@ def section_b4(doc: dict) -> list[str]:
         lines.append("- every strategy in ≤ 1/3 of Avalanche's CPU time: "
                      + ("met" if not slow else "missed for " + ", ".join(slow)))
         lines.append(f"- peak memory ≤ half of Avalanche's: {'met' if not heavy else 'missed for ' + ', '.join(heavy)}")
+        lines += _b4_floor(cls, aval)
     else:
         lines.append("- Avalanche comparison: not run yet (`scripts/setup_avalanche.sh`, then "
                      "`.venv-avalanche/bin/python benchmarks/b4_avalanche.py`).")
