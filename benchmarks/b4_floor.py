@@ -1,12 +1,13 @@
 """B4 — the machine's floor for the naive strategy's training: a bare PyTorch loop over the same steps.
 
 B4 asks every strategy to take at most a third of Avalanche's time. Naive fine-tuning trains SimpleNet for
-5 experiences × 12,000 images × 5 epochs at batch 64 (4,685 steps, SGD with Nesterov momentum, lr 0.01). This
+5 experiences × 12,000 images × 5 epochs at batch 64 (4,675 steps: the last partial batch of an epoch is
+dropped; SGD with Nesterov momentum, lr 0.01). This
 script times exactly those steps in the barest loop PyTorch allows: the images already in memory as one float
 tensor, no data loader, no augmentation, no evaluation, nothing recorded. Whatever a library adds, it cannot
 train below this, single-threaded, as B4 runs. Both memory layouts are timed (owlearn trains in channels_last).
 
-python benchmarks/b4_floor.py [--repeats 2]
+python benchmarks/b4_floor.py [--repeats 2]      (one thread on the CPU: --seeds and --device are not used)
 """
 
 from __future__ import annotations

@@ -109,6 +109,18 @@ def test_dangling_symlink_gets_its_target_written(tmp_path):
     assert link.is_symlink() and (tmp_path / "v4.owl").read_text() == "new"
 
 
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a link to another user needs root")
+def test_another_users_symlink_is_replaced_not_followed(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    link = tmp_path / "model.owl"
+    link.symlink_to(victim)
+    os.lchown(link, 12345, 12345)  # planted by someone else, as in a shared /tmp
+    _write_with_atomic_open(link, "model")
+    assert victim.read_text() == "precious"
+    assert not link.is_symlink() and link.read_text() == "model"
+
+
 def _safetensors_error(message):
     from safetensors import SafetensorError
 
@@ -148,7 +160,8 @@ def test_errors_about_other_files_and_own_subclasses_pass_unchanged(tmp_path):
         pass
 
     for error in [FileNotFoundError(2, "No such file or directory", str(tmp_path / "input.png")),
-                  DownloadError("connection dropped"), ValueError("checksum mismatch")]:
+                  DownloadError("connection dropped"), ValueError("checksum mismatch"),
+                  ConnectionResetError(104, "Connection reset by peer"), TimeoutError("the read timed out")]:
         with pytest.raises(type(error)) as info:
             with atomic_path(tmp_path / "a.txt"):
                 raise error

@@ -52,7 +52,7 @@ def _train(data, out, *options):
     (["--widths", "8", "--detector", "knn", "--gaussian"], "Gaussian features 'layers' read the stages after"),
     (["--alpha", "0"], "radius alpha must be a positive number, got 0.0"),
     (["--lr", "inf"], "lr must be a finite number ≥ 0, got inf"),
-    (["--batch-size", "1", "--detector", "none"], "BatchNorm needs at least 2 images per training step, got 1"),
+    (["--batch-size", "1", "--detector", "none"], "a training step of 1 image(s) is too small for this network's"),
 ])
 def test_train_refuses_what_would_fail_only_after_training(options, said, tmp_path):
     out = tmp_path / "m.owl"
@@ -136,12 +136,23 @@ def bars_model(tmp_path_factory):
 
 def test_discover_checks_its_names_before_grouping_and_repeats_the_grouping_options(bars_model, tmp_path):
     _, data, model, other = bars_model
-    result = runner.invoke(app, ["discover", str(model), str(other), "--name", "0=x", "--name", "0=y"])
-    assert result.exit_code == 2 and "group 0 is named twice ('x' and 'y')" in _said(result)
+    for names, said in [(["0=x", "0=y"], "group 0 is named twice ('x' and 'y')"),
+                        (["0=vert"], "already knows a class named 'vert'"),
+                        (["0=x", "1=x"], "two groups are given the same name")]:
+        result = runner.invoke(app, ["discover", str(model), str(other), "--out", str(tmp_path / "never"),
+                                     *[f"--name={n}" for n in names]])
+        assert result.exit_code == 2 and said in _said(result), (names, result.output)
+        assert not (tmp_path / "never").exists()  # refused before any grouping
     result = runner.invoke(app, ["discover", str(model), str(other), "--groups", "2", "--seed", "3",
                                  "--out", str(tmp_path / "found")])
     assert result.exit_code == 0, result.output
     assert f"--groups 2 --seed 3 --out {tmp_path / 'found'} --name GROUP=NAME" in _said(result)
+    spaced = tmp_path / "new photos"
+    spaced.mkdir()
+    for f in other.iterdir():
+        (spaced / f.name).write_bytes(f.read_bytes())
+    result = runner.invoke(app, ["discover", str(model), str(spaced), "--groups", "2", "--out", str(tmp_path / "f2")])
+    assert result.exit_code == 0 and f"'{spaced}'" in _said(result)  # quoted: safe to paste
 
 
 def test_add_class_refuses_a_taken_name_and_counts_each_image_once(bars_model, tmp_path):

@@ -52,6 +52,11 @@ def _is_temporary_of(name: object, dest: Path) -> bool:
         and Path(name).name.startswith(f".{dest.name}.") and name.endswith(".part")
 
 
+# what a failed write reports when it names no file: a full disk or quota, a file too large, an I/O error,
+# a read-only file system
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
+
+
 def _as_write_failure(exc: BaseException, shown: Path, dest: Path) -> OSError | None:
     """``exc`` as an OSError naming the file the caller asked for, or ``None`` to let it through as it is.
 
@@ -62,7 +67,10 @@ def _as_write_failure(exc: BaseException, shown: Path, dest: Path) -> OSError | 
     (an input that does not exist) included.
     """
     if isinstance(exc, OSError) and type(exc).__module__ == "builtins":
-        named = {exc.filename, exc.filename2} - {None, str(shown), str(dest)}
+        named = {exc.filename, exc.filename2} - {None}
+        if not named and exc.errno not in _WRITE_ERRNOS:
+            return None  # a connection reset or a timeout inside the block is not a failure to write the file
+        named -= {str(shown), str(dest)}
         if not all(_is_temporary_of(name, dest) for name in named):
             return None
         if exc.errno is None:
@@ -104,8 +112,16 @@ def _sigterm_cleans_up() -> Iterator[None]:
 
 def _destination(path: Path) -> Path:
     """The file that ``path`` names: a symlink is followed, so that ``current.owl → v3.owl`` stays a link
-    and v3.owl is what changes."""
-    real = Path(os.path.realpath(path))
+    and v3.owl is what changes.
+
+    Only a link of one's own is followed, as the kernel's ``fs.protected_symlinks`` does in sticky shared
+    folders: someone else's link in /tmp pointing at ~/.bashrc must not make a model overwrite it. Another
+    user's link is replaced by the file itself.
+    """
+    if path.is_symlink() and os.lstat(path).st_uid != os.getuid():
+        real = Path(os.path.abspath(path))
+    else:
+        real = Path(os.path.realpath(path))
     if real.is_dir():
         link = f" (a link to {real})" if path.is_symlink() else ""
         raise IsADirectoryError(errno.EISDIR, f"cannot write {path}: it is a directory{link}; give a file path")

@@ -21,7 +21,10 @@ from owlearn import __version__
 from owlearn._atomic import atomic_path
 
 MODEL_FORMAT = "owlearn-model"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2
+"""Version 2: Gaussians store their sufficient statistics alone (means, covariance and
+its Cholesky factor are rebuilt on loading, each class's scatter is packed as its upper triangle), which a
+version-1 reader would take for a damaged file; version-1 files load as they are."""
 
 
 class ModelFileError(ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -536,6 +537,11 @@ def discover(
     if names and model.gaussian is None:  # before the grouping work, not after it
         raise typer.BadParameter(f"{model_path} has no Gaussian classifier to add classes to; train it with "
                                  "--gaussian", param_hint="--name")
+    for label in names.values():
+        check_class_name(label, existing=model.classes)
+    if len(set(names.values())) < len(names):
+        raise typer.BadParameter(f"two groups are given the same name: {sorted(names.values())}",
+                                 param_hint="--name")
     files = find_images(images)
     if not files:
         raise typer.BadParameter("no images found in the given paths")
@@ -561,9 +567,10 @@ def discover(
         # the same grouping options give the same groups: the ones whose contact sheets were just written
         grouping = [f"--method {method}"] if method != "kmeans" else []
         grouping += [f"--groups {k}"] if k is not None else [f"--max-groups {max_groups}"] * (max_groups != 10)
-        grouping += [f"--seed {seed}"] * (seed != 0) + [f"--out {out}"] * (out != Path("owlearn-discover"))
-        console.print(escape(f"Next: owlearn discover {model_path} {' '.join(map(str, images))} "
-                             f"{' '.join(grouping + ['--name GROUP=NAME'])}"))
+        grouping += [f"--seed {seed}"] * (seed != 0)
+        grouping += [f"--out {shlex.quote(str(out))}"] * (out != Path("owlearn-discover"))
+        paths = " ".join(shlex.quote(str(p)) for p in [model_path, *images])  # safe to paste: spaces quoted
+        console.print(escape(f"Next: owlearn discover {paths} {' '.join(grouping + ['--name GROUP=NAME'])}"))
 
 
 @app.command()
@@ -642,7 +649,7 @@ def serve(
     settings = ServeSettings(model_path=model_path, token=token, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                              max_batch=max_batch, batch_wait_ms=batch_wait_ms, torch_threads=threads or None)
     console.print(f"Serving {escape(str(model_path))} on http://{host}:{port}/  "
-                  f"(token to change the model: [bold]{token}[/bold])")
+                  f"(token to change the model: [bold]{escape(token)}[/bold])")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
 

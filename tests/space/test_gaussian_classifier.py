@@ -132,10 +132,9 @@ def test_the_file_holds_the_statistics_alone_and_what_follows_from_them_is_rebui
     clf = GaussianClassifier().fit(X, y, class_names=list("wxyz"))
     state = clf.state_dict()
     assert not {"means_", "priors_", "covariance_", "cholesky_"} & set(state)
-    symmetric = all(np.array_equal(w, w.T) for w in clf._class_scatter_list())
-    # an exactly symmetric scatter is stored as its upper triangle (K, D(D+1)/2), another one whole
-    assert tuple(state["class_scatters_"].shape) == ((4, 12 * 13 // 2) if symmetric else (4, 12, 12))
-    assert symmetric or syrk_from == 384
+    # both paths give exactly symmetric scatters, stored as their upper triangles (K, D(D+1)/2)
+    assert all(np.array_equal(w, w.T) for w in clf._class_scatter_list())
+    assert tuple(state["class_scatters_"].shape) == (4, 12 * 13 // 2)
     loaded = roundtrip(clf)
     for attr in ("means_", "priors_", "covariance_", "cholesky_", "scatter_", "class_scatters_"):
         np.testing.assert_array_equal(getattr(loaded, attr), getattr(clf, attr), err_msg=attr)

@@ -12,9 +12,11 @@ class DrawingRequest(BaseModel):
 
 
 class TeachRequest(BaseModel):
-    name: str = Field(..., min_length=1, max_length=MAX_CLASS_NAME,
-                      description="Name of the new class: not blank, not 'unknown', no slashes or control "
-                                  "characters, not a class the model knows.")
+    # the bound only keeps huge bodies out: the rules, the 64 characters after trimming among them, are
+    # owlearn.class_names', which answers with a message that says which one a name breaks
+    name: str = Field(..., min_length=1, max_length=4 * MAX_CLASS_NAME,
+                      description=f"Name of the new class: not blank, at most {MAX_CLASS_NAME} characters, not "
+                                  "'unknown', no slashes or invisible characters, not a class the model knows.")
     images: list[str] = Field(..., min_length=2, description="Data URLs of example images (drawings or photos).")
     drawings: bool = Field(True, description="The examples are drawings on the page's canvas.")
 

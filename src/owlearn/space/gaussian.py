@@ -90,7 +90,9 @@ def _class_stats(X: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
         scatter = torch.zeros(d, d, dtype=torch.float64)
         for centred in promoted(mean):
             scatter.addmm_(centred.T, centred)
-        return n, total, scatter
+        # a general product rounds its two triangles apart; mirrored, the scatter is exactly symmetric, as the
+        # syrk path's, and a model file can store its upper triangle alone
+        return n, total, scatter.triu() + scatter.triu(1).T
     from scipy.linalg.blas import dsyrk  # here, not at import: SciPy's linear algebra is 16 MB resident
 
     # the scatter is the bulk of adding a class; a symmetric rank-k update (BLAS syrk) does half the

@@ -329,11 +329,6 @@ class Trainer:
         steps_per_epoch = n // batch  # drop the last partial batch: BatchNorm dislikes tiny batches
         self.total_steps = steps_per_epoch * cfg.epochs
         self._shard = self._rank_slice(batch)
-        if self._shard[1] - self._shard[0] < 2 and any(
-                isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules()):
-            # BatchNorm's batch statistics need two images; PyTorch's own error names a channel count instead
-            raise ValueError(f"a network with BatchNorm needs at least 2 images per training step, got "
-                             f"{self._shard[1] - self._shard[0]}: raise batch_size (or give more training images)")
         if cfg.time_budget_s is not None:
             if cfg.time_budget_s <= 0:
                 raise ValueError(f"time_budget_s must be positive, got {cfg.time_budget_s}")
@@ -355,7 +350,15 @@ class Trainer:
                 if self.budget_spent:
                     break
                 bar.start_epoch(epoch)
-                logs = self._train_epoch(epoch, images, labels, batch, steps_per_epoch, bar)
+                try:
+                    logs = self._train_epoch(epoch, images, labels, batch, steps_per_epoch, bar)
+                except (RuntimeError, ValueError) as exc:
+                    # BatchNorm on a 1 x 1 map of a single image has no batch statistics: fails at the first
+                    # step, with PyTorch naming a tensor size rather than the setting to change
+                    if "Expected more than 1 value per channel" not in str(exc):
+                        raise
+                    raise ValueError(f"a training step of {self._shard[1] - self._shard[0]} image(s) is too small "
+                                     f"for this network's BatchNorm layers ({exc}): raise batch_size") from exc
                 distributed.average_buffers(self.model)  # one model on every process before eval and saving
                 if val is not None and len(val):
                     logs["val_acc"] = evaluate_accuracy(self.model, val, cfg.eval_batch_size, self.device)
