@@ -295,17 +295,28 @@ def test_the_models_own_refusal_to_add_a_class_is_a_400_not_a_500(serve, pattern
 @pytest.mark.parametrize("token,said", [
     ("", "cannot be blank"), ("   ", "cannot be blank"), (" my secret ", "starts or ends with spaces"),
     ("secret\n", "starts or ends with spaces"), ("tab\tinside", "printable ASCII"), ("pässwort", "printable ASCII"),
+    ("short", "has 5 characters; it needs at least 8"),
 ])
 def test_a_token_no_client_could_send_is_refused_without_showing_it(tmp_path, token, said):
     with pytest.raises(ValueError, match=said) as caught:
         ServeSettings(model_path=tmp_path / "m.owl", token=token)
     if token.strip():
         assert token.strip() not in str(caught.value)  # the secret is not printed
-    settings = ServeSettings(model_path=tmp_path / "m.owl", token="fine")
+    settings = ServeSettings(model_path=tmp_path / "m.owl", token="fine-token")
     settings.token = token  # changed after the settings were made: create_app checks again
     with pytest.raises(ValueError, match=said):
         create_app(settings)
     assert ServeSettings(model_path=tmp_path / "m.owl", token="inner spaces are fine").token
+
+
+def test_a_client_that_keeps_guessing_the_token_is_refused_for_a_minute(serve):
+    with serve(wrong_tokens_per_minute=3) as client:
+        for _ in range(3):
+            assert client.delete("/api/classes/p0", headers={"Authorization": "Bearer guess-1234"}).status_code == 401
+        # from now on even the right token waits: guessing on would otherwise go on at full speed
+        r = client.delete("/api/classes/p0", headers=AUTH)
+        assert r.status_code == 429 and "wrong tokens in a minute" in r.json()["detail"]
+        assert client.get("/api/model").json()["classes"] == ["p0", "p1", "p2"]
 
 
 def test_serve_command_refuses_a_blank_token_before_announcing_it(model_on_three, tmp_path):

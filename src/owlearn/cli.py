@@ -619,7 +619,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (default: this machine only)."),
     port: int = typer.Option(8000, min=1, max=65535, help="Port."),
     token: str | None = typer.Option(
-        None, envvar="OWLEARN_TOKEN", help="Token needed to change the model (default: a random one, printed)."),
+        None, envvar="OWLEARN_TOKEN", help="Token needed to change the model, at least 8 characters (default: a "
+                                            "random one, printed). A client that sends 10 wrong ones in a minute "
+                                            "is refused for the rest of it."),
     max_upload_mb: float = typer.Option(4.0, min=0.01, help="Largest accepted upload, in MB."),
     max_batch: int = typer.Option(64, min=1, help="Most concurrent predictions answered by one forward pass."),
     batch_wait_ms: float = typer.Option(

@@ -58,6 +58,7 @@ class ServeSettings:
     max_examples: int = 200
     max_teach_bytes: int = 64 * 1024 * 1024
     teach_per_minute: int = 12
+    wrong_tokens_per_minute: int = 10  # then a client is refused for the rest of the minute: no guessing
     top_k: int = 3
     max_batch: int = 64
     batch_wait_ms: float = 1.0
@@ -72,6 +73,9 @@ class ServeSettings:
         return ImageLimits(self.max_upload_bytes, self.max_pixels)
 
 
+MIN_TOKEN = 8  # characters of a token the user chooses: the random one has 22
+
+
 def check_token(token: str) -> str:
     """Refuse a service token that no client could send: ValueError saying what is wrong (not the token)."""
     if not isinstance(token, str) or not token.strip():
@@ -81,6 +85,9 @@ def check_token(token: str) -> str:
         # the Authorization header is read without the spaces at its ends, so such a token never matches
         raise ValueError("the service token (--token or OWLEARN_TOKEN) starts or ends with spaces, which an "
                          "Authorization header cannot carry: remove them")
+    if len(token) < MIN_TOKEN:
+        raise ValueError(f"the service token (--token or OWLEARN_TOKEN) has {len(token)} characters; it needs at least "
+                         f"{MIN_TOKEN}, or leave it out to get a random one")
     if not all(" " <= ch <= "~" for ch in token):
         raise ValueError("the service token (--token or OWLEARN_TOKEN) may only contain printable ASCII "
                          "characters (letters, digits, punctuation, inner spaces), which every client can send "
@@ -130,15 +137,25 @@ class RateLimiter:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def allow(self, client: str) -> bool:
-        now = time.monotonic()
+        """Record an event of ``client`` unless its limit is reached; whether it was."""
         with self.lock:
-            q = self.events.setdefault(client, deque())
-            while q and now - q[0] > self.window:
-                q.popleft()
+            q = self._recent(client)
             if len(q) >= self.limit:
                 return False
-            q.append(now)
+            q.append(time.monotonic())
             return True
+
+    def exhausted(self, client: str) -> bool:
+        """Whether ``client`` has used up its events of the window (nothing is recorded)."""
+        with self.lock:
+            return len(self._recent(client)) >= self.limit
+
+    def _recent(self, client: str) -> deque:
+        now = time.monotonic()
+        q = self.events.setdefault(client, deque())
+        while q and now - q[0] > self.window:
+            q.popleft()
+        return q
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
@@ -150,6 +167,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     async def lifespan(app: FastAPI):
         holder = app.state.holder = ModelHolder(settings.model_path)
         app.state.teach_limiter = RateLimiter(settings.teach_per_minute)
+        app.state.wrong_token_limiter = RateLimiter(settings.wrong_tokens_per_minute)
 
         def run_batch(jobs: list[ImageJob]) -> list[bytes | HTTPException]:
             # one snapshot per batch: a class taught meanwhile is swapped in between batches, never within one.
@@ -184,8 +202,14 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return request.app.state.holder
 
     def require_token(request: Request) -> None:
+        client = request.client.host if request.client else "?"
+        wrong = request.app.state.wrong_token_limiter
+        if wrong.exhausted(client):
+            raise HTTPException(429, f"more than {settings.wrong_tokens_per_minute} wrong tokens in a minute from "
+                                     f"this client; wait a minute")
         given = bearer_token(request.headers.get("authorization", ""))
         if not hmac.compare_digest(given.encode(), settings.token.encode()):  # constant time
+            wrong.allow(client)
             raise HTTPException(401, "the service token is wrong", headers={"WWW-Authenticate": "Bearer"})
 
     async def recognise(request: Request, job: ImageJob) -> Response:
