@@ -177,3 +177,15 @@ def test_safetensors_write_error_is_an_oserror_naming_the_model_file(model, tmp_
     with pytest.raises(OSError, match=f"^cannot write {re.escape(str(path))}: I/O error: File too large"):
         model.save(path)
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["m.owl"]
+
+
+def test_add_class_counts_a_file_named_twice_once(model_on_three, tmp_path):
+    model, data = model_on_three
+    folder = tmp_path / "p3"
+    folder.mkdir()
+    for i, img in enumerate(data.images[data.labels == 3][:6]):
+        Image.fromarray(img[0].numpy()).save(folder / f"{i}.png")
+    once, twice = (OwlModel.load(model.save(tmp_path / f"{n}.owl")) for n in ("once", "twice"))
+    once.add_class("p3", [folder])
+    twice.add_class("p3", [folder, folder / "0.png", str(folder)])  # the same six files, some named again
+    assert int(twice.gaussian.counts_[-1]) == int(once.gaussian.counts_[-1]) == 6

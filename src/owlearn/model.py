@@ -26,7 +26,7 @@ from owlearn.class_names import UNKNOWN as SHARED_UNKNOWN
 from owlearn.class_names import check_class_name
 from owlearn.data.dataset import ImageDataset
 from owlearn.nets.network import Network, NetworkSpec
-from owlearn.preprocess import MAX_SIDE, Preprocessing, integer_pixels_to_uint8, load_images
+from owlearn.preprocess import MAX_SIDE, Preprocessing, find_images, integer_pixels_to_uint8, load_images
 from owlearn.train.checkpoint import state_dict_mismatch
 from owlearn.train.loop import batched_forward, extract_features, predict_logits
 
@@ -335,6 +335,10 @@ class OwlModel:
             raise ValueError("adding classes needs the model's Gaussian classifier: call fit_gaussian(train) "
                              "first (owlearn train does it with --gaussian)")
         name = check_class_name(name, self.classes)  # the same rules as the command line's and the service's
+        if isinstance(images, (str, os.PathLike)):
+            images = [images]
+        if isinstance(images, (list, tuple)) and images and all(isinstance(i, (str, os.PathLike)) for i in images):
+            images = find_images(images)  # folders expanded, each file once: a file named twice would weigh double
         det_feats, _, emb, gauss = self._inputs(images)  # one forward pass for the classifier and detector
         if len(emb) < 2:
             raise ValueError(f"class {name!r} needs at least 2 example images, got {len(emb)}")
