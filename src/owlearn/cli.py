@@ -413,7 +413,7 @@ def _dataset_of(model) -> str:
 @app.command()
 def predict(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="A model file."),
-    images: list[Path] = typer.Argument(..., help="PNG/JPEG files or folders of them."),
+    images: list[Path] = typer.Argument(..., metavar="IMAGES...", help="PNG/JPEG files or folders of them."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
     top_k: int = typer.Option(3, min=1, help="Classes listed per image."),
 ) -> None:
@@ -474,7 +474,8 @@ def _threshold_note(model) -> str:
 @app.command("add-class")
 def add_class(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="A model file trained with --gaussian."),
-    images: list[Path] = typer.Argument(..., help="Example images of the new class (files or folders)."),
+    images: list[Path] = typer.Argument(..., metavar="IMAGES...",
+                                        help="Example images of the new class (files or folders)."),
     name: str = typer.Option(..., "--name", help="Name of the new class."),
 ) -> None:
     """Teach a saved model a new class from example images, without retraining (the file is updated atomically)."""
@@ -498,7 +499,7 @@ def add_class(
 def discover(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="A model file with a detector (and --gaussian "
                                                                  "to add classes)."),
-    images: list[Path] = typer.Argument(..., help="Images to look through (files or folders)."),
+    images: list[Path] = typer.Argument(..., metavar="IMAGES...", help="Images to look through (files or folders)."),
     k: int | None = typer.Option(None, "--groups", "-k", min=2, help="Number of groups (default: chosen by "
                                                                        "silhouette, 2 to --max-groups)."),
     max_groups: int = typer.Option(10, min=2, help="Largest number of groups tried when --groups is not given."),
