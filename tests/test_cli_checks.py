@@ -100,7 +100,7 @@ def test_a_file_where_a_folder_is_expected_is_named(tmp_path):
 
 @pytest.mark.parametrize("options,said", [
     (["--class-order", "1,0", "--order-seed", "3"], "give either a class order or a seed to draw one, not both"),
-    (["--strategy", "icarl", "--memory-size", "5"], "icarl needs at least one exemplar of each class: a memory of 5"),
+    (["--strategy", "icarl", "--memory-size", "5"], "icarl needs at least one exemplar of each class from each experience: a memory of 5"),
     (["--class-order", "0,1,2", "--experiences", "4"], "cannot split 3 classes into 4 experiences"),
 ])
 def test_continual_refuses_impossible_settings_before_training(options, said, tmp_path):

@@ -215,6 +215,22 @@ def test_memory_is_rebalanced_as_classes_arrive_and_keeps_priority_order():
     assert memory.sizes() == {0: 6, 1: 5, 2: 5, 3: 5} and len(memory.dataset()) == 21
 
 
+def test_a_class_that_comes_back_in_a_new_domain_keeps_exemplars_of_both():
+    light = _quadrants(n_per_class=30)
+    dark = ImageDataset(255 - light.images, light.labels, light.class_names, "dark")
+    memory = ClassBalancedMemory(16)
+    memory.add_classes(light, [0, 1, 2, 3], lambda images, m: torch.arange(m))
+    memory.add_classes(dark, [0, 1, 2, 3], lambda images, m: torch.arange(m))
+    assert memory.sizes() == {0: 4, 1: 4, 2: 4, 3: 4} and len(memory.dataset()) == 16
+    for c, images in memory.images.items():  # two of the first domain's (its best), two of the second's
+        assert torch.equal(images[:2], light.images[light.labels == c][:2])
+        assert torch.equal(images[2:], dark.images[dark.labels == c][:2])
+    small = ClassBalancedMemory(6)
+    small.add_classes(light, [0, 1, 2, 3], lambda images, m: torch.arange(m))
+    with pytest.raises(ValueError, match="cannot keep one of each of the 8 classes seen"):
+        small.add_classes(dark, [0, 1, 2, 3], lambda images, m: torch.arange(m))
+
+
 # -- the accuracy matrix ----------------------------------------------------------------------------------------
 class _Scripted(Strategy):
     """No training; after experience i it answers correctly for classes < 2(i+1) on even images only,

@@ -79,10 +79,11 @@ def continual(
     check_output_folder(out, "--out")
     stream = _scenario(scenario, data, experiences, class_order, order_seed, train_limit, data_dir)
     rehearsing = [n for n in names if n in ("icarl", "replay")]
-    if rehearsing and memory_size < stream.num_classes:
+    blocks = sum(len(e.classes) for e in stream.experiences)  # a class that comes back in a new domain counts again
+    if rehearsing and memory_size < blocks:
         verb = "needs" if len(rehearsing) == 1 else "need"
-        raise typer.BadParameter(f"{' and '.join(rehearsing)} {verb} at least one exemplar of each class: a memory "
-                                 f"of {memory_size} cannot hold the {stream.num_classes} classes of {stream.name}",
+        raise typer.BadParameter(f"{' and '.join(rehearsing)} {verb} at least one exemplar of each class from each "
+                                 f"experience: a memory of {memory_size} cannot hold the {blocks} of {stream.name}",
                                  param_hint="--memory-size")
     _out.print(f"[bold]{escape(stream.name)}[/bold]: {len(stream)} experiences "
                f"({escape(', '.join(e.name for e in stream.experiences))}); {backbone}, {epochs} epochs each")

@@ -102,6 +102,11 @@ def random_order(n: int, m: int, seed: int) -> torch.Tensor:
 class ClassBalancedMemory:
     """At most ``capacity`` exemplars, shared equally among the classes seen so far.
 
+    A class that comes back in a later experience (a new domain of the same classes) keeps a block of
+    exemplars from each experience that brought it: the memory is shared equally among these (class,
+    experience) blocks, so every domain stays represented. When classes arrive only once, the blocks are
+    the classes.
+
     Examples
     --------
     >>> ds = ImageDataset(torch.zeros(40, 1, 4, 4, dtype=torch.uint8), torch.arange(40) % 4, list("abcd"))
@@ -118,46 +123,51 @@ class ClassBalancedMemory:
         if capacity < 1:
             raise ValueError(f"memory capacity must be at least 1, got {capacity}")
         self.capacity = capacity
-        self.images: dict[int, torch.Tensor] = {}  # class → uint8 exemplars in priority order
+        self._blocks: dict[int, list[torch.Tensor]] = {}  # class → one uint8 block per experience, in priority order
         self._template: ImageDataset | None = None
 
-    def quota(self, num_classes: int) -> list[int]:
-        base, extra = divmod(self.capacity, num_classes)
-        return [base + (1 if i < extra else 0) for i in range(num_classes)]
+    @property
+    def images(self) -> dict[int, torch.Tensor]:
+        """Each class's exemplars (its blocks one after another)."""
+        return {c: blocks[0] if len(blocks) == 1 else torch.cat(blocks) for c, blocks in self._blocks.items()}
+
+    def quota(self, num_blocks: int) -> list[int]:
+        base, extra = divmod(self.capacity, num_blocks)
+        return [base + (1 if i < extra else 0) for i in range(num_blocks)]
 
     def add_classes(self, data: ImageDataset, classes: list[int],
                     select: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
-        """Shrink the stored classes to their new quota, then store exemplars of ``classes`` from ``data``.
+        """Shrink the stored blocks to their new quota, then store a block of exemplars of each of ``classes``
+        from ``data``.
 
         ``select(images, m)`` returns the indices of ``m`` of a class's images in priority order.
         """
         self._template = data
-        order = list(self.images) + [c for c in classes if c not in self.images]
-        if len(order) > self.capacity:  # a class with no exemplar has no mean and nothing replayed
-            raise ValueError(f"a memory of {self.capacity} exemplars cannot keep one of each of the {len(order)} "
-                             f"classes seen; raise the memory size to at least {len(order)}")
-        quota = dict(zip(order, self.quota(len(order))))
-        for c in list(self.images):
-            self.images[c] = self.images[c][: quota[c]]
-        for c in classes:
-            if c in self.images:
-                continue
+        kept = [(c, i) for c, blocks in self._blocks.items() for i in range(len(blocks))]
+        new = [(c, len(self._blocks.get(c, ()))) for c in classes]
+        if len(kept) + len(new) > self.capacity:  # a block with no exemplar: a class or domain never replayed
+            raise ValueError(f"a memory of {self.capacity} exemplars cannot keep one of each of the "
+                             f"{len(kept) + len(new)} classes seen (counted once per experience that brought "
+                             f"them); raise the memory size to at least {len(kept) + len(new)}")
+        quota = dict(zip(kept + new, self.quota(len(kept) + len(new))))
+        for c, i in kept:
+            self._blocks[c][i] = self._blocks[c][i][: quota[(c, i)]]
+        for c, i in new:
             images = data.images[data.labels == c]
             if len(images) == 0:
                 raise ValueError(f"class {c} has no images in {data.name or 'the experience'}")
-            self.images[c] = images[select(images, quota[c])[: quota[c]]].clone()
+            self._blocks.setdefault(c, []).append(images[select(images, quota[(c, i)])[: quota[(c, i)]]].clone())
 
     def sizes(self) -> dict[int, int]:
-        return {c: len(v) for c, v in self.images.items()}
+        return {c: sum(len(b) for b in blocks) for c, blocks in self._blocks.items()}
 
     def dataset(self) -> ImageDataset:
         """The exemplars as one dataset (labels = their classes)."""
         if self._template is None:
             raise ValueError("the memory is empty")
-        classes = list(self.images)
-        images = torch.cat([self.images[c] for c in classes])
-        labels = torch.cat([torch.full((len(self.images[c]),), c, dtype=torch.long) for c in classes])
-        return ImageDataset(images, labels, list(self._template.class_names), "memory")
+        images = self.images
+        labels = torch.cat([torch.full((len(v),), c, dtype=torch.long) for c, v in images.items()])
+        return ImageDataset(torch.cat(list(images.values())), labels, list(self._template.class_names), "memory")
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self.images.values())
+        return sum(self.sizes().values())
