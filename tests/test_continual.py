@@ -132,6 +132,14 @@ def test_ewc_caps_stiffness_so_a_huge_strength_does_not_diverge():
     anchor = {n: p.detach().clone() for n, p in net.named_parameters()}
     penalty = EWCPenalty(net, [(fisher, anchor)], strength=1e4, max_curvature=68.0)
     assert all(torch.allclose(f, torch.full_like(f, 68.0 / 1e4)) for _, f, _ in penalty.terms)
+    # several anchors: their springs add up, so the cap holds for the sum, each anchor scaled alike
+    three = EWCPenalty(net, [(fisher, anchor)] * 3, strength=1e4, max_curvature=68.0)
+    summed = {}
+    for p, f, _ in three.terms:
+        summed[id(p)] = summed.get(id(p), 0) + f
+    assert all(torch.allclose(f, torch.full_like(f, 68.0 / 1e4)) for f in summed.values())
+    mild = EWCPenalty(net, [(fisher, anchor)] * 3, strength=1.0, max_curvature=68.0)  # 15 < 68: untouched
+    assert all(torch.equal(f, fisher[n]) for (_, f, _), n in zip(mild.terms, list(fisher) * 3))
     # without a cap λF = 5e4: one SGD step would overshoot the anchor ~500-fold; with it the run stays finite
     data = _quadrants()
     sc = class_incremental(data, data, 2)

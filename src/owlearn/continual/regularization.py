@@ -91,10 +91,12 @@ def diagonal_fisher(network: nn.Module, images: torch.Tensor, labels: torch.Tens
 class EWCPenalty:
     """The objective ``λ/2 Σ_anchors Σ_i F_i (θ_i − θ*_i)²`` over (Fisher, anchor weights) pairs.
 
-    ``max_curvature`` caps each ``λ F_i``: the penalty is a spring of stiffness ``λ F_i`` on weight
-    ``i``, and explicit (momentum) SGD oscillates and diverges once a stiffness passes its stability
-    limit. Capping keeps the most important weights held by the stiffest spring the optimiser can
-    follow instead of letting the loss become NaN.
+    ``max_curvature`` caps the stiffness of each weight, ``λ Σ_anchors F_i``: the penalty is a spring of
+    that stiffness on weight ``i``, and explicit (momentum) SGD oscillates and diverges once it passes
+    its stability limit. The anchors' springs add up, so the cap applies to their sum (each anchor's
+    ``F_i`` scaled by the same factor): capped one by one, k anchors could reach k times the limit and
+    diverge silently. Capping keeps the most important weights held by the stiffest spring the
+    optimiser can follow instead of letting the loss become NaN.
     """
 
     name = "ewc"
@@ -103,9 +105,13 @@ class EWCPenalty:
                  strength: float, max_curvature: float | None = None):
         params = dict(network.named_parameters())
         cap = None if max_curvature is None or strength <= 0 else max_curvature / strength
+        scale: dict[str, torch.Tensor | float] = {}
+        for n in {n for fisher, _ in anchors for n in fisher}:
+            total = sum(fisher[n] for fisher, _ in anchors if n in fisher)
+            # one factor per weight for every anchor: their summed stiffness stays within the cap
+            scale[n] = 1.0 if cap is None else (cap / total.clamp(min=cap)).clamp(max=1.0)
         # one (parameter, Fisher, anchor) triple per tensor, resolved once instead of every step
-        self.terms = [(params[n], fisher[n] if cap is None else fisher[n].clamp(max=cap), anchor[n])
-                      for fisher, anchor in anchors for n in fisher]
+        self.terms = [(params[n], fisher[n] * scale[n], anchor[n]) for fisher, anchor in anchors for n in fisher]
         self.strength = strength
 
     def __call__(self, step: Step) -> torch.Tensor:
