@@ -100,7 +100,8 @@ def test_a_file_where_a_folder_is_expected_is_named(tmp_path):
 
 @pytest.mark.parametrize("options,said", [
     (["--class-order", "1,0", "--order-seed", "3"], "give either a class order or a seed to draw one, not both"),
-    (["--strategy", "icarl", "--memory-size", "5"], "icarl needs at least one exemplar of each class from each experience: a memory of 5"),
+    (["--strategy", "icarl", "--memory-size", "5"],
+     "icarl needs at least one exemplar of each class from each experience: a memory of 5"),
     (["--class-order", "0,1,2", "--experiences", "4"], "cannot split 3 classes into 4 experiences"),
 ])
 def test_continual_refuses_impossible_settings_before_training(options, said, tmp_path):
@@ -176,3 +177,23 @@ def test_predict_explains_the_score_and_each_added_class_threshold(bars_model, t
     assert result.exit_code == 0, result.output
     said = _said(result)
     assert "higher = more like the known classes" in said and "that class's own: board" in said
+
+
+def test_discover_skips_an_empty_group_and_refuses_to_name_it(bars_model, tmp_path, monkeypatch):
+    import owlearn.discover as discover
+
+    _, _, model, other = bars_model
+    n = len(list(other.iterdir()))
+
+    def one_group_of_two(model, batch, **_):  # as IIC may leave: every image in group 0, group 1 empty
+        return discover.Discovery(np.arange(n), np.zeros(n, dtype=np.int64), 2, "iic", None, {})
+
+    monkeypatch.setattr(discover, "discover", one_group_of_two)
+    result = runner.invoke(app, ["discover", str(model), str(other), "--out", str(tmp_path / "g")])
+    assert result.exit_code == 0, result.output
+    assert "Empty groups (no sheet): 1" in _said(result)
+    assert (tmp_path / "g" / "group-00.png").exists() and not (tmp_path / "g" / "group-01.png").exists()
+    copy = tmp_path / "m.owl"
+    copy.write_bytes(model.read_bytes())
+    result = runner.invoke(app, ["discover", str(copy), str(other), "--out", str(tmp_path / "g"), "--name", "1=x"])
+    assert result.exit_code == 2 and "group(s) [1] are empty" in _said(result)

@@ -434,3 +434,13 @@ def test_icarl_selection_rule_is_a_choice_and_both_rules_fill_the_memory():
         make_strategy("icarl", selection="farthest")
     with pytest.raises(ValueError, match="bandwidth"):
         make_strategy("icarl", bandwidth=0.0)
+
+
+def test_results_are_strict_json_when_some_classes_never_arrive():
+    import json
+
+    data = _quadrants(n_per_class=10)
+    sc = class_incremental(data, data, 2, class_order=[2, 0])  # classes 1 and 3 never arrive
+    doc = run_continual(sc, make_strategy("naive"), _tiny_net(), config=b4_config(epochs=1)).to_json()
+    assert doc["per_class_accuracy"][1] is None and doc["per_class_accuracy"][3] is None
+    json.dumps(doc, allow_nan=False)  # no NaN anywhere

@@ -551,9 +551,19 @@ def discover(
     console.print(f"The model refused {len(found.rejected):,} of {len(files):,} images; {found.k} groups "
                   f"({found.method}): sizes {found.sizes()}")
     out.mkdir(parents=True, exist_ok=True)
+    empty = []
     for g in range(found.k):
         members = found.members(g)
+        if len(members) == 0:  # IIC may leave a group empty: nothing to show, nothing to name
+            empty.append(g)
+            (out / f"group-{g:02d}.png").unlink(missing_ok=True)  # a sheet from an earlier run is not this group
+            continue
         contact_sheet(batch[torch.as_tensor(members[:64])].numpy(), out / f"group-{g:02d}.png")
+    if empty:
+        console.print(f"Empty groups (no sheet): {', '.join(map(str, empty))}")
+    if set(names) & set(empty):
+        raise typer.BadParameter(f"group(s) {sorted(set(names) & set(empty))} are empty: nothing to add",
+                                 param_hint="--name")
     doc = {"model": str(model_path), "images": len(files), "refused": len(found.rejected), "method": found.method,
            "groups": {g: [str(files[i]) for i in found.members(g)] for g in range(found.k)},
            "silhouettes": found.silhouettes}

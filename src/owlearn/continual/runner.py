@@ -91,7 +91,8 @@ class ContinualResult:
             "final_row": [float(v) for v in self.matrix.values[-1]],
             **{k: summary[k] for k in ("average_accuracy", "average_incremental_accuracy", "forgetting",
                                        "backward_transfer")},
-            "per_class_accuracy": self.per_class_accuracy,
+            # null, not NaN, for a class with no test image: JSON has no NaN, and strict parsers refuse it
+            "per_class_accuracy": [None if np.isnan(v) else v for v in self.per_class_accuracy],
             "final_confusion": self.final_confusion.tolist(),
             "train_seconds": float(sum(self.train_seconds)), "eval_seconds": float(sum(self.eval_seconds)),
             "train_seconds_per_experience": self.train_seconds, "logs": self.logs,
