@@ -19,9 +19,12 @@ from owlearn.data.dataset import ImageDataset
 def herding(features: torch.Tensor, m: int) -> torch.Tensor:
     """Indices of ``m`` exemplars chosen by iCaRL's herding (Rebuffi et al. 2017, Algorithm 4).
 
-    With ``φ`` the L2-normalised features and ``μ`` their re-normalised mean, step ``k`` picks
+    With ``φ`` the L2-normalised features and ``μ`` their mean, step ``k`` picks
     ``p_k = argmin_x ‖μ − (φ(x) + Σ_{j<k} φ(p_j)) / k‖`` among the images not picked yet: each new
-    exemplar brings the exemplars' mean closest to the class mean. Returned in the order picked.
+    exemplar brings the exemplars' mean closest to the class mean. ``μ`` is not re-normalised, as in
+    Algorithm 4 and the authors' code: a unit-length target, which no mean of several unit vectors
+    reaches, would favour the most central images over ones that bring the mean closer. Returned in the
+    order picked.
 
     Examples
     --------
@@ -30,7 +33,7 @@ def herding(features: torch.Tensor, m: int) -> torch.Tensor:
     [2, 3]
     """
     phi = F.normalize(features.double(), dim=1)  # (n, D)
-    mu = F.normalize(phi.mean(0), dim=0)  # (D,)
+    mu = phi.mean(0)  # (D,)
     m = min(m, len(phi))
     chosen: list[int] = []
     running = torch.zeros_like(mu)  # Σ_{j<k} φ(p_j)
