@@ -197,3 +197,18 @@ def test_discover_skips_an_empty_group_and_refuses_to_name_it(bars_model, tmp_pa
     copy.write_bytes(model.read_bytes())
     result = runner.invoke(app, ["discover", str(copy), str(other), "--out", str(tmp_path / "g"), "--name", "1=x"])
     assert result.exit_code == 2 and "group(s) [1] are empty" in _said(result)
+
+
+def test_clusters_left_without_a_class_are_reported_as_unmatched(tmp_path):
+    data = _bars(tmp_path / "bars", per_class=8)
+    out = tmp_path / "clusters"
+    result = runner.invoke(app, ["cluster", str(data), "--clusters", "6", "--epochs", "2", "--restart-epochs", "0",
+                                 "--batch-size", "24", "--size", "0", "--sub-heads", "1", "--out", str(out),
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    named = [v for v in metrics["mapping"].values() if v is not None]
+    assert len(named) <= 3 and set(named) <= {"diag", "horiz", "vert"}  # no surplus cluster named after a class
+    unmatched = [c for c, v in metrics["mapping"].items() if v is None]
+    sizes = metrics["cluster_sizes"]
+    assert metrics["unmatched_images"] == sum(sizes[int(c)] for c in unmatched)

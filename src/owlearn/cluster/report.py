@@ -101,10 +101,12 @@ def write_cluster_report(model: ClusterNet, config: IICConfig, data: ImageDatase
         _, mapping = hungarian_accuracy(labels, clusters)
         mapped = np.array([mapping.get(int(c), -1) for c in clusters])
         k = len(data.class_names)
-        cm = confusion_matrix(labels, np.where(mapped >= 0, mapped, 0), k)
+        matched = mapped >= 0  # with more clusters than classes, the surplus ones match no class
+        cm = confusion_matrix(labels[matched], mapped[matched], k)
         plot_confusion_matrix(cm, data.class_names, folder / "confusion_matched.png",
                               title="clusters matched to classes (Hungarian)")
-        summary["mapping"] = {int(c): data.class_names[m] for c, m in mapping.items()}
+        summary["mapping"] = {int(c): data.class_names[m] if m >= 0 else None for c, m in mapping.items()}
+        summary["unmatched_images"] = int((~matched).sum())
     joint = view_joint(model, data, config)
     fig, ax = plt.subplots(figsize=(4.5, 4))
     im = ax.imshow(joint, cmap="viridis")
