@@ -444,3 +444,11 @@ def test_results_are_strict_json_when_some_classes_never_arrive():
     doc = run_continual(sc, make_strategy("naive"), _tiny_net(), config=b4_config(epochs=1)).to_json()
     assert doc["per_class_accuracy"][1] is None and doc["per_class_accuracy"][3] is None
     json.dumps(doc, allow_nan=False)  # no NaN anywhere
+
+
+def test_icarl_refuses_means_from_all_where_it_would_have_no_effect():
+    from owlearn.continual.rehearsal import ICaRL
+
+    with pytest.raises(ValueError, match="means_from='all' applies to the cosine metric"):
+        ICaRL(means_from="all")  # the default metric is Mahalanobis
+    assert ICaRL(means_from="all", metric="cosine").means_from == "all"

@@ -128,7 +128,7 @@ class ICaRL(Strategy):
     means_from
         ``"exemplars"`` (the paper): class means from the stored exemplars; ``"all"``: a class's mean
         from all its training images while it is being learnt, kept afterwards (from exemplars for
-        old classes once the features change).
+        old classes once the features change); with ``metric="cosine"`` only.
     layer, power
         The feature space of herding and of the nearest-mean rule: ``"features"`` (default, the paper):
         the backbone's output; ``"pre-fc"``: the input of the backbone's last linear layer (SimpleNet's
@@ -161,6 +161,9 @@ class ICaRL(Strategy):
             raise ValueError(f"means_from must be 'exemplars' or 'all', got {means_from!r}")
         if metric not in ("cosine", "mahalanobis"):
             raise ValueError(f"metric must be 'cosine' or 'mahalanobis', got {metric!r}")
+        if means_from == "all" and metric == "mahalanobis":  # its Gaussian is fitted on the exemplars alone
+            raise ValueError("means_from='all' applies to the cosine metric; the Mahalanobis one fits its class "
+                             "Gaussians on the exemplars")
         if layer not in ("features", "pre-fc"):
             raise ValueError(f"layer must be 'features' or 'pre-fc', got {layer!r}")
         self.layer, self.power = layer, power
