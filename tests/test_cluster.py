@@ -186,3 +186,17 @@ def test_self_labelling_epochs_keep_the_recovered_clusters_and_the_choice_by_los
     assert acc >= 0.95
     assert len(result.history) == 34 and result.history[-1]["epoch"] == 34
     assert result.best_head == int(np.argmin(result.history[-1]["head_losses"]))
+
+
+def test_non_square_images_keep_their_shape_when_not_resized():
+    from owlearn.cluster.train import cluster_probabilities
+    from owlearn.data.dataset import ImageDataset
+
+    g = torch.Generator().manual_seed(0)
+    data = ImageDataset(torch.randint(0, 255, (64, 1, 16, 24), dtype=torch.uint8, generator=g),
+                        torch.zeros(64, dtype=torch.long), ["a"])
+    result = fit_iic(data, IICConfig(clusters=3, epochs=1, restart_epochs=0, size=None, sub_heads=1, batch_size=32),
+                     progress=False)
+    assert tuple(result.model.spec.in_shape) == (1, 16, 24)  # what training saw, not 24 x 24
+    probs = cluster_probabilities(result.model, data)
+    assert probs.shape == (64, 3) and len(assign(result.model, data)) == 64

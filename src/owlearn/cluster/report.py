@@ -71,7 +71,7 @@ def view_joint(model: ClusterNet, data: ImageDataset, config: IICConfig, max_ima
     from owlearn.cluster.train import resize_images
     from owlearn.nets.network import to_float
 
-    x = to_float(resize_images(images, model.spec.in_shape[-1]))
+    x = to_float(resize_images(images, tuple(model.spec.in_shape[-2:])))
     aug = (augment_batch(x, config.view, g) * 255).round().to(torch.uint8)
     p2 = cluster_probabilities(model, aug)
     return joint_distribution(p1, p2).numpy()

@@ -149,13 +149,17 @@ def epochs_for(images: int, batch_size: int, at_least: int = 30) -> int:
     return max(at_least, -(-MIN_STEPS // steps))
 
 
-def resize_images(images: torch.Tensor, size: int | None) -> torch.Tensor:
-    """uint8 ``(N, C, H, W)`` → uint8 ``(N, C, size, size)`` with antialiasing (unchanged if ``None``)."""
-    if size is None or images.shape[-1] == size and images.shape[-2] == size:
+def resize_images(images: torch.Tensor, size: int | tuple[int, int] | None) -> torch.Tensor:
+    """uint8 ``(N, C, H, W)`` → uint8 ``(N, C, size, size)`` (or ``(N, C, h, w)`` for ``size=(h, w)``) with
+    antialiasing; unchanged if ``None``."""
+    if size is None:
+        return images
+    h, w = (size, size) if isinstance(size, int) else size
+    if tuple(images.shape[-2:]) == (h, w):
         return images
     out = []
     for chunk in images.split(4096):
-        small = F.interpolate(to_float(chunk), size=(size, size), mode="bilinear", antialias=True,
+        small = F.interpolate(to_float(chunk), size=(h, w), mode="bilinear", antialias=True,
                               align_corners=False)
         out.append(small.mul_(255).round_().clamp_(0, 255).to(torch.uint8))
     return torch.cat(out)
@@ -336,11 +340,13 @@ class ClusterResult:
 
 def build_cluster_net(data: ImageDataset, config: IICConfig) -> ClusterNet:
     c = data.images.shape[1]
-    size = config.size or data.images.shape[-1]
+    # the images' own height and width unless a size is set: a network trained on 16 x 24 images must be
+    # given 16 x 24 images when it assigns clusters, not 24 x 24
+    h, w = (config.size, config.size) if config.size else tuple(data.images.shape[-2:])
     from owlearn.api import channel_stats
 
     mean, std = channel_stats(resize_images(data.images[:5000], config.size))
-    spec = NetworkSpec(config.backbone, "linear", config.clusters, (c, size, size), mean=mean, std=std,
+    spec = NetworkSpec(config.backbone, "linear", config.clusters, (c, h, w), mean=mean, std=std,
                        backbone_args=config.backbone_args)
     torch.manual_seed(config.seed)
     return ClusterNet(spec, config.clusters, config.overclusters or 0, config.sub_heads)
@@ -395,10 +401,10 @@ def _phase_config(config: IICConfig, epochs: int, lr: float) -> TrainConfig:
 
 @torch.inference_mode()
 def cluster_probabilities(model: ClusterNet, data: ImageDataset | torch.Tensor, *, head: int | None = None,
-                          batch_size: int = 1024, size: int | None = None) -> torch.Tensor:
+                          batch_size: int = 1024, size: int | tuple[int, int] | None = None) -> torch.Tensor:
     """Cluster probabilities ``(N, k)`` of one main sub-head (default: the chosen best)."""
     images = data.images if isinstance(data, ImageDataset) else data
-    size = size if size is not None else model.spec.in_shape[-1]
+    size = size if size is not None else tuple(model.spec.in_shape[-2:])
     head = int(model.best_head) if head is None else head
     device = next(model.parameters()).device
     was_training = model.training
@@ -420,7 +426,7 @@ def assign(model: ClusterNet, data: ImageDataset | torch.Tensor, *, head: int | 
 
 def all_head_assignments(model: ClusterNet, data: ImageDataset) -> list[np.ndarray]:
     """Cluster index of every image under every main sub-head (one trunk pass)."""
-    size = model.spec.in_shape[-1]
+    size = tuple(model.spec.in_shape[-2:])
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
