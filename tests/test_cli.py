@@ -9,6 +9,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from _cli import quick_cluster
+from _cli import said as _said
 from owlearn.cli import app, parse_classes
 
 runner = CliRunner()
@@ -271,11 +273,6 @@ def test_an_unknown_precision_is_refused_when_the_command_line_is_parsed(command
     assert not (tmp_path / "out").exists()
 
 
-def _said(result) -> str:
-    """The output with rich's error box and line wrapping taken out, for matching whole phrases."""
-    return " ".join(result.output.replace("│", " ").replace("╭", " ").replace("╰", " ").split())
-
-
 @pytest.mark.parametrize("option", [["--schedule", "cosin"], ["--optimizer", "adamm"], ["--detector", "knnn"],
                                     ["--device", "gpu0"]])
 def test_train_refuses_a_typo_before_loading_data(option, tmp_path):
@@ -426,9 +423,7 @@ def test_cluster_reads_a_folder_of_unlabeled_images(tmp_path):
     for path in labelled.glob("*/*.png"):  # the same images, without their class folders
         path.rename(flat / f"{path.parent.name}-{path.name}")
     out = tmp_path / "clusters"
-    result = runner.invoke(app, ["cluster", str(flat), "--clusters", "3", "--epochs", "1", "--restart-epochs", "0",
-                                 "--batch-size", "24", "--size", "0", "--sub-heads", "1", "--out", str(out),
-                                 "--no-progress"])
+    result = runner.invoke(app, quick_cluster(flat, out, clusters=3))
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert sum(metrics["cluster_sizes"]) == 24 and "accuracy" not in metrics

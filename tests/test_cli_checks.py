@@ -9,18 +9,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from _cli import quick_cluster
+from _cli import said as _said
 from owlearn.cli import app
 
 runner = CliRunner()
-
-
-def _said(result) -> str:
-    """What the command said: its output with rich's error box and line wrapping taken out, and the message of
-    an error that `owlearn`'s entry point prints as one line (the test runner calls the app beneath it)."""
-    text = result.output.replace("│", " ").replace("╭", " ").replace("╰", " ")
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        text += f" {result.exception}"
-    return " ".join(text.split())
 
 
 def _bars(root, per_class=12, sizes=(16,)):
@@ -202,9 +195,7 @@ def test_discover_skips_an_empty_group_and_refuses_to_name_it(bars_model, tmp_pa
 def test_clusters_left_without_a_class_are_reported_as_unmatched(tmp_path):
     data = _bars(tmp_path / "bars", per_class=8)
     out = tmp_path / "clusters"
-    result = runner.invoke(app, ["cluster", str(data), "--clusters", "6", "--epochs", "2", "--restart-epochs", "0",
-                                 "--batch-size", "24", "--size", "0", "--sub-heads", "1", "--out", str(out),
-                                 "--no-progress"])
+    result = runner.invoke(app, quick_cluster(data, out, clusters=6, epochs=2))
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     named = [v for v in metrics["mapping"].values() if v is not None]

@@ -25,6 +25,7 @@ MAX_PIXELS = 40_000_000
 MAX_SIDE = 4096
 """The largest channel count, height or width a model input may have (a model file asking for more is damaged)."""
 
+
 @dataclass
 class Preprocessing:
     """How the model's training images looked.

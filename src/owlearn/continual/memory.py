@@ -130,6 +130,11 @@ class ClassBalancedMemory:
         self._template: ImageDataset | None = None
 
     @property
+    def classes(self) -> list[int]:
+        """The classes with exemplars, in the order they arrived."""
+        return list(self._blocks)
+
+    @property
     def images(self) -> dict[int, torch.Tensor]:
         """Each class's exemplars (its blocks one after another)."""
         return {c: blocks[0] if len(blocks) == 1 else torch.cat(blocks) for c, blocks in self._blocks.items()}

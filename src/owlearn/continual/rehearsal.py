@@ -84,9 +84,9 @@ class Replay(Strategy):
         classes still to come keep their initial values, and a plain argmax could answer with one of them.
         """
         logits = predict_logits(ctx.network, images, ctx.config.eval_batch_size)
-        if self.memory.images:
+        if self.memory.classes:  # the class list alone: .images would join each class's blocks
             unseen = torch.ones(logits.shape[1], dtype=torch.bool)
-            unseen[list(self.memory.images)] = False
+            unseen[self.memory.classes] = False
             logits[:, unseen] = float("-inf")
         return logits.argmax(1)
 
