@@ -34,7 +34,7 @@ GRID = [{"eps": eps, "entropy_weight": ent} for eps in (1.0, 2.5, 5.0, 8.0, 12.0
 
 
 DEFAULT_SHARE = 0.25  # the labelled images' share of every CE + VAT epoch unless a setting names another
-SETTING_KEYS = {"eps", "entropy_weight", "weight", "labelled_share", "augment"}
+SETTING_KEYS = {"eps", "entropy_weight", "weight", "iterations", "labelled_share", "augment"}
 
 
 def split(seed_for_labels: int, quick: bool):
@@ -46,11 +46,13 @@ def split(seed_for_labels: int, quick: bool):
     return train, held_out, test
 
 
-def train_one(train, config: TrainConfig, vat: dict | None, quick: bool):
-    model = build_model(train, "convnet", "linear", seed=config.seed)
+def train_one(train, config: TrainConfig, vat: dict | None, quick: bool, widths: tuple[int, ...] | None = None):
+    backbone_args = {"widths": tuple(widths)} if widths else None
+    model = build_model(train, "convnet", "linear", seed=config.seed, backbone_args=backbone_args)
     objectives = [CrossEntropy()]
     if vat is not None:
-        objectives.append(VAT(weight=vat.get("weight", 1.0), eps=vat["eps"], entropy_weight=vat["entropy_weight"]))
+        objectives.append(VAT(weight=vat.get("weight", 1.0), eps=vat["eps"], entropy_weight=vat["entropy_weight"],
+                              iterations=vat.get("iterations", 1)))
     t0 = time.perf_counter()
     augment = preset((vat or {}).get("augment", "fashion"))  # a VAT setting may name another preset
     train_model(model, train, config=config, augment=augment, objectives=objectives, progress=False)
@@ -74,8 +76,9 @@ def main() -> None:
                    help="select: train grid settings, choose: merge select files and pick, final: seeds 0-2")
     p.add_argument("--settings", type=json.loads, default=None,
                    help="select these VAT settings instead of the grid: a JSON list of objects with eps, "
-                        "entropy_weight and optionally weight (VAT's weight, default 1), augment (a preset, default "
-                        "fashion) and labelled_share (the labelled images' share of every epoch, default 0.25); "
+                        "entropy_weight and optionally weight (VAT's weight, default 1), iterations (power "
+                        "iterations, default 1), augment (a preset, default fashion) and labelled_share (the "
+                        "labelled images' share of every epoch, default 0.25); "
                         "null for CE only")
     p.add_argument("--grid-index", type=int, nargs="+", default=None,
                    help="select only these settings (0 = CE only, i = GRID[i-1]); to run the grid in parallel")
@@ -87,13 +90,16 @@ def main() -> None:
     p.add_argument("--full", action="store_true", help="also full supervision with and without VAT")
     p.add_argument("--methods", nargs="+", default=["ce", "vat"], choices=["ce", "vat"],
                    help="which of CE only / CE + VAT to run (to run them side by side)")
+    p.add_argument("--widths", type=int, nargs="+", default=None,
+                   help="the ConvNet's widths for CE only and CE + VAT alike (default 32 64 128 256)")
     p.add_argument("--no-semi", action="store_true", help="skip the few-labels runs (with --full)")
     args = p.parse_args()
     started = time.time()
     epochs = 1 if args.quick else args.epochs
     train, held_out, test = split(0, args.quick)
     config_doc = {"stage": args.stage, "labels_per_class": args.labels_per_class, "epochs": epochs,
-                  "batch_size": args.batch_size, "lr": args.lr, "backbone": "convnet", "augment": "fashion",
+                  "batch_size": args.batch_size, "lr": args.lr, "backbone": "convnet",
+                  "widths": args.widths or [32, 64, 128, 256], "augment": "fashion",
                   "held_out_images": len(held_out), "labelled_share_per_epoch": DEFAULT_SHARE, "quick": args.quick}
     results: dict = {}
     if args.stage == "select":
@@ -107,7 +113,7 @@ def main() -> None:
         rows = []
         for vat in settings:
             data = semi_set(train, args.labels_per_class, seed, vat)
-            model, secs = train_one(data, cfg, vat, args.quick)
+            model, secs = train_one(data, cfg, vat, args.quick, args.widths)
             acc = held_out_accuracy(model, held_out)
             rows.append({"vat": vat, "held_out_accuracy": acc, "train_seconds": secs})
             print(f"select {vat}: held-out accuracy {acc:.4f} ({secs:.0f} s)", flush=True)
@@ -128,7 +134,7 @@ def main() -> None:
         for seed in args.seeds:
             cfg = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=seed, device=args.device)
             data = semi_set(train, args.labels_per_class, seed, vat)
-            model, secs = train_one(data, cfg, vat, args.quick)
+            model, secs = train_one(data, cfg, vat, args.quick, args.widths)
             acc = held_out_accuracy(model, test)
             runs.append({"seed": seed, "test_accuracy": acc, "train_seconds": secs})
             print(f"{args.labels_per_class}/class {method} seed {seed}: test accuracy {acc:.4f} ({secs:.0f} s)",
@@ -141,7 +147,7 @@ def main() -> None:
             for seed in args.seeds:
                 cfg = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=seed,
                                   device=args.device)
-                model, secs = train_one(train, cfg, vat, args.quick)
+                model, secs = train_one(train, cfg, vat, args.quick, args.widths)
                 acc = held_out_accuracy(model, test)
                 runs.append({"seed": seed, "test_accuracy": acc, "train_seconds": secs})
                 print(f"full supervision {method} seed {seed}: test accuracy {acc:.4f} ({secs:.0f} s)", flush=True)
@@ -157,8 +163,8 @@ def _checked_settings(settings) -> list[dict | None]:
     for s in settings:
         if s is not None and (not isinstance(s, dict) or not {"eps", "entropy_weight"} <= set(s)
                               or not set(s) <= SETTING_KEYS):
-            raise SystemExit(f"each --settings entry needs eps and entropy_weight (and optionally weight, augment and "
-                             f"labelled_share), got {s!r}")
+            raise SystemExit(f"each --settings entry needs eps and entropy_weight (and optionally weight, iterations, "
+                             f"augment and labelled_share), got {s!r}")
     return settings
 
 
