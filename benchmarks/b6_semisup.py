@@ -13,6 +13,7 @@ without VAT.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from owlearn.api import build_model, train_model
 from owlearn.data.augment import preset
 from owlearn.data.sources import load_dataset
 from owlearn.evaluate import held_out_accuracy
-from owlearn.train.loop import CrossEntropy, TrainConfig
+from owlearn.train.loop import CrossEntropy, Hook, TrainConfig
 from owlearn.train.semisup import keep_labels_per_class, semi_supervised_set
 from owlearn.train.vat import VAT
 
@@ -34,7 +35,23 @@ GRID = [{"eps": eps, "entropy_weight": ent} for eps in (1.0, 2.5, 5.0, 8.0, 12.0
 
 
 DEFAULT_SHARE = 0.25  # the labelled images' share of every CE + VAT epoch unless a setting names another
-SETTING_KEYS = {"eps", "entropy_weight", "weight", "iterations", "labelled_share", "augment"}
+SETTING_KEYS = {"eps", "entropy_weight", "weight", "iterations", "labelled_share", "augment", "ramp"}
+
+
+class RampedVAT(VAT, Hook):
+    """VAT (+ EntMin) whose weight rises as exp(-5 (1 - t)²) over the first ``ramp`` share of the run (the
+    ramp-up of Laine & Aila's Π-model), so early guesses on unlabeled images are not sharpened into habits."""
+
+    def __init__(self, ramp: float, **vat_args):
+        super().__init__(**vat_args)
+        self.ramp, self.trainer = ramp, None
+
+    def on_fit_start(self, trainer) -> None:
+        self.trainer = trainer
+
+    def __call__(self, step) -> torch.Tensor:
+        t = min(self.trainer.global_step / max(self.ramp * self.trainer.total_steps, 1), 1.0)
+        return math.exp(-5 * (1 - t) ** 2) * super().__call__(step)
 
 
 def split(seed_for_labels: int, quick: bool):
@@ -49,13 +66,16 @@ def split(seed_for_labels: int, quick: bool):
 def train_one(train, config: TrainConfig, vat: dict | None, quick: bool, widths: tuple[int, ...] | None = None):
     backbone_args = {"widths": tuple(widths)} if widths else None
     model = build_model(train, "convnet", "linear", seed=config.seed, backbone_args=backbone_args)
-    objectives = [CrossEntropy()]
+    objectives, hooks = [CrossEntropy()], []
     if vat is not None:
-        objectives.append(VAT(weight=vat.get("weight", 1.0), eps=vat["eps"], entropy_weight=vat["entropy_weight"],
-                              iterations=vat.get("iterations", 1)))
+        vat_args = {"weight": vat.get("weight", 1.0), "eps": vat["eps"], "entropy_weight": vat["entropy_weight"],
+                    "iterations": vat.get("iterations", 1)}
+        objectives.append(RampedVAT(vat["ramp"], **vat_args) if vat.get("ramp") else VAT(**vat_args))
+        hooks = [o for o in objectives if isinstance(o, Hook)]
     t0 = time.perf_counter()
     augment = preset((vat or {}).get("augment", "fashion"))  # a VAT setting may name another preset
-    train_model(model, train, config=config, augment=augment, objectives=objectives, progress=False)
+    train_model(model, train, config=config, augment=augment, objectives=objectives, hooks=hooks,
+                progress=False)
     return model, time.perf_counter() - t0
 
 
@@ -77,8 +97,9 @@ def main() -> None:
     p.add_argument("--settings", type=json.loads, default=None,
                    help="select these VAT settings instead of the grid: a JSON list of objects with eps, "
                         "entropy_weight and optionally weight (VAT's weight, default 1), iterations (power "
-                        "iterations, default 1), augment (a preset, default fashion) and labelled_share (the "
-                        "labelled images' share of every epoch, default 0.25); "
+                        "iterations, default 1), augment (a preset, default fashion), labelled_share (the "
+                        "labelled images' share of every epoch, default 0.25) and ramp (the share of the run over "
+                        "which VAT's and EntMin's weights ramp up, default none); "
                         "null for CE only")
     p.add_argument("--grid-index", type=int, nargs="+", default=None,
                    help="select only these settings (0 = CE only, i = GRID[i-1]); to run the grid in parallel")
@@ -164,7 +185,7 @@ def _checked_settings(settings) -> list[dict | None]:
         if s is not None and (not isinstance(s, dict) or not {"eps", "entropy_weight"} <= set(s)
                               or not set(s) <= SETTING_KEYS):
             raise SystemExit(f"each --settings entry needs eps and entropy_weight (and optionally weight, iterations, "
-                             f"augment and labelled_share), got {s!r}")
+                             f"augment, labelled_share and ramp), got {s!r}")
     return settings
 
 

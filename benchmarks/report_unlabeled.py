@@ -262,6 +262,9 @@ def section_b6() -> list[str]:
     if explore:
         lines += _b6_held_out_only(explore, "More training and larger labelled shares, on the held-out images only",
                                    per_row_epochs=True)
+    for path in sorted(RESULTS.glob("b6_semisup-explore-*.json")):  # later screens, each file with its heading
+        doc = json.loads(path.read_text())
+        lines += _b6_held_out_only(doc, doc["heading"], per_row_epochs=True)
     longer_select = _load("b6_e20_select")
     if longer_select:
         lines += _b6_held_out_only(longer_select, f"{longer_select['config']['epochs']} epochs, on the held-out "
@@ -275,7 +278,7 @@ def _b6_held_out_only(doc: dict, heading: str, per_row_epochs: bool = False) -> 
                else ["setting", "held-out accuracy"])
     lines = [f"### {heading}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in doc["results"]["grid"]:
-        cells = [str(row["vat"] or "CE only"), f"{row['held_out_accuracy']:.4f}"]
+        cells = [row.get("label") or str(row["vat"] or "CE only"), f"{row['held_out_accuracy']:.4f}"]
         if per_row_epochs:
             cells[1:1] = [str(row["epochs"])]
             cells.append(f"{row['train_seconds']:.0f}")
