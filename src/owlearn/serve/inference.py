@@ -21,7 +21,7 @@ from PIL import Image
 
 from owlearn.model import OwlModel
 from owlearn.preprocess import Preprocessing, to_model_input
-from owlearn.serve.upload import ACCEPTED_FORMATS
+from owlearn.serve.upload import PARSERS, claimed_format
 
 
 @dataclass(frozen=True)
@@ -46,17 +46,18 @@ def open_image_bytes(data: bytes, what: str, limits: ImageLimits) -> Image.Image
         raise HTTPException(413, f"{what} is {len(data):,} bytes; the limit is {limits.max_bytes:,}")
     if not data:
         raise HTTPException(400, f"{what} is empty")
-    try:
-        img = Image.open(io.BytesIO(data))
+    try:  # only the accepted formats' parsers see the data, whatever type the request declared
+        img = Image.open(io.BytesIO(data), formats=PARSERS)
     except Image.DecompressionBombError:
         raise HTTPException(413, f"{what} has more pixels than the {limits.max_pixels:,} allowed") from None
-    except Image.UnidentifiedImageError:  # its message names the BytesIO object, nothing the client sent
-        raise HTTPException(400, f"{what} is not a readable image (not {_format_list(' or ')} data)") from None
+    except Image.UnidentifiedImageError:  # PIL's message names the BytesIO object, nothing the client sent
+        claimed = claimed_format(data)
+        if claimed:
+            raise HTTPException(400, f"{what} is not a readable image (a {claimed} image broken or cut short)"
+                                ) from None
+        raise HTTPException(415, f"{what} is not a {_format_list(' or ')} image") from None
     except Exception as exc:  # noqa: BLE001 — PIL raises many types for bad headers; all mean "not an image"
         raise HTTPException(400, f"{what} is not a readable image ({_reason(exc)})") from None
-    if img.format not in ACCEPTED_FORMATS:  # checked on the data, whatever type the request declared
-        raise HTTPException(415, f"{what} is a {img.format or 'unknown'} image, not one of the accepted formats "
-                                 f"({_format_list()})")
     if img.width * img.height > limits.max_pixels:  # refused before its pixels are decoded
         raise HTTPException(413, f"{what} is {img.width}×{img.height} pixels; the limit is "
                                  f"{limits.max_pixels:,} pixels")
@@ -146,7 +147,7 @@ def predict_jobs(model: OwlModel, jobs: Sequence[ImageJob], top_k: int,
 
 
 def _format_list(last: str = ", ") -> str:
-    names = sorted(ACCEPTED_FORMATS - {"MPO"})  # MPO is a kind of JPEG
+    names = list(PARSERS)
     return ", ".join(names[:-1]) + last + names[-1]
 
 
