@@ -146,6 +146,14 @@ def test_bad_model_file_is_one_clear_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_under_torchrun_an_error_names_its_process(tmp_path):
+    bad = tmp_path / "bad.owl"
+    bad.write_bytes(b"nonsense")
+    env = {**__import__("os").environ, "WORLD_SIZE": "2", "RANK": "1"}
+    proc = subprocess.run([sys.executable, "-m", "owlearn", "info", str(bad)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and proc.stderr.startswith("error (process 1 of 2): ")
+
+
 def test_every_command_has_help():
     for command in [[], ["train"], ["evaluate"], ["predict"], ["info"], ["demo"], ["data"], ["data", "list"]]:
         result = runner.invoke(app, [*command, "--help"])

@@ -787,8 +787,11 @@ def main() -> None:
     except user_errors as exc:
         if os.environ.get("OWLEARN_DEBUG"):
             raise
-        # one line whatever the terminal's width (messages quoting PyTorch can span several)
-        err_console.print(f"[red]error:[/red] {escape(' '.join(str(exc).split()))}", highlight=False,
+        # one line whatever the terminal's width (messages quoting PyTorch can span several); under torchrun
+        # every process meets the same bad input, so each line says which process wrote it
+        world = os.environ.get("WORLD_SIZE", "1")
+        who = f" (process {os.environ.get('RANK', '?')} of {world})" if world.isdigit() and int(world) > 1 else ""
+        err_console.print(f"[red]error{who}:[/red] {escape(' '.join(str(exc).split()))}", highlight=False,
                           soft_wrap=True)
         sys.exit(1)
 
