@@ -32,6 +32,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--accept-rate", type=float, default=0.95)
     p.add_argument("--methods", nargs="+", default=["kmeans", "iic"])
+    p.add_argument("--iic-epochs", type=int, default=30, help="IIC's epochs on the refused images (discover's default)")
     p.add_argument("--detector", default="layers", help="the model's detector (layers: owlearn train's default)")
     args = p.parse_args()
     started = time.time()
@@ -55,7 +56,7 @@ def main() -> None:
         for method in args.methods:
             m = copy.deepcopy(model)
             t0 = time.perf_counter()
-            found = discover(m, test.images, k=2, method=method, seed=seed)
+            found = discover(m, test.images, k=2, method=method, seed=seed, iic_epochs=args.iic_epochs)
             group_s = time.perf_counter() - t0
             pur = purity(found, labels)
             # the "person" names each group after what most of its images are; a group whose majority is a
@@ -87,7 +88,7 @@ def main() -> None:
                     "unknown_share_of_refused", "group_seconds"):
             entry[key] = mean_std([r[key] for r in entry["runs"]])
     config = {"known_classes": KNOWN, "epochs": args.epochs, "accept_rate": args.accept_rate, "groups": 2,
-              "detector": args.detector, "backbone": "convnet", "quick": args.quick}
+              "detector": args.detector, "backbone": "convnet", "iic_epochs": args.iic_epochs, "quick": args.quick}
     write_results("b5_discover", config, results, started, args.out)
 
 
