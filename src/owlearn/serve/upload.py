@@ -12,24 +12,18 @@ from typing import NamedTuple
 
 from fastapi import HTTPException, Request
 
-# the accepted image types, and the formats PIL may find when it reads them: what an image declares is not
-# trusted, its decoded format must be one of these too (a TIFF sent as image/png is refused)
-IMAGE_FORMATS = {"image/png": ("PNG",), "image/jpeg": ("JPEG", "MPO"),  # MPO: a camera's JPEG with a preview
-                 "image/gif": ("GIF",), "image/webp": ("WEBP",), "image/bmp": ("BMP",)}
+# the accepted image types, and the PIL parser of each: only these parsers ever read an upload, so what an
+# image declares is not trusted (a TIFF sent as image/png is refused); the JPEG parser also reads MPO, a
+# camera's JPEG with a preview
+IMAGE_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WEBP",
+                 "image/bmp": "BMP"}
 IMAGE_TYPES = frozenset(IMAGE_FORMATS)
-ACCEPTED_FORMATS = frozenset(f for formats in IMAGE_FORMATS.values() for f in formats)
-# the PIL parsers an upload may reach: each type's first format (the JPEG parser also returns MPO images)
-PARSERS = tuple(sorted(formats[0] for formats in IMAGE_FORMATS.values()))
+PARSERS = tuple(sorted(IMAGE_FORMATS.values()))
 # how each parser's data begins: data that begins so but does not parse is a broken image (400), data that
 # begins otherwise is in a format not accepted (415), told apart without letting any other parser read it
 SIGNATURES = {"PNG": re.compile(rb"\x89PNG\r\n\x1a\n"), "JPEG": re.compile(rb"\xff\xd8\xff"),
               "GIF": re.compile(rb"GIF8[79]a"), "WEBP": re.compile(rb"RIFF....WEBP", re.DOTALL),
               "BMP": re.compile(rb"BM")}
-
-
-def claimed_format(data: bytes) -> str | None:
-    """The accepted format whose signature ``data`` begins with, if any."""
-    return next((name for name, signature in SIGNATURES.items() if signature.match(data)), None)
 RAW_UPLOAD = "the uploaded image"
 FORM_OVERHEAD = 16 * 1024  # room for the multipart headers and boundaries around the image
 _NAME = re.compile(r'(?:^|;)\s*name\s*=\s*(?:"([^"]*)"|([^;\s]+))', re.IGNORECASE)
@@ -42,6 +36,11 @@ OPENAPI_BODY = {"requestBody": {"required": True, "content": {
         "image": {"type": "string", "format": "binary", "description": "The image file."}}}},
     **{t: {"schema": {"type": "string", "format": "binary"}} for t in sorted(IMAGE_TYPES)},
 }}}
+
+
+def claimed_format(data: bytes) -> str | None:
+    """The accepted format whose signature ``data`` begins with, if any."""
+    return next((name for name, signature in SIGNATURES.items() if signature.match(data)), None)
 
 
 def _type_list() -> str:
