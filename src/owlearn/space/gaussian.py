@@ -417,11 +417,11 @@ class GaussianClassifier(StateMixin, ClassifierEstimator):
 
     # -- the model file: the sufficient statistics only ---------------------------------------------------
     # Means, priors, covariance and its Cholesky factor follow from the counts, sums and pooled scatter by
-    # the same computation as at fitting, so they are derived on loading rather than stored (bitwise the same
-    # on the same machine and thread count; BLAS's Cholesky rounds differently across thread counts, by about
-    # 1e-16 relative, as every solve did before); and each
-    # class's scatter, symmetric, is stored as its upper triangle. A Gaussian of 10 classes of 896 features
-    # takes 42 MB instead of 84. Files that hold the derived arrays (written before) load as they are.
+    # the same computation as at fitting, so they are derived on loading rather than stored. They come out
+    # bitwise the same on the same machine and thread count (BLAS's Cholesky rounds differently across
+    # thread counts, by about 1e-16 relative, as every solve did before). Each class's scatter, symmetric,
+    # is stored as its upper triangle. A Gaussian of 10 classes of 896 features takes 42 MB instead of 84.
+    # Files that hold the derived arrays (written before) load as they are.
     def _own_tensors(self) -> dict[str, str]:
         return {key: attr for key, attr in super()._own_tensors().items() if attr not in _DERIVED}
 
