@@ -35,23 +35,47 @@ GRID = [{"eps": eps, "entropy_weight": ent} for eps in (1.0, 2.5, 5.0, 8.0, 12.0
 
 
 DEFAULT_SHARE = 0.25  # the labelled images' share of every CE + VAT epoch unless a setting names another
-SETTING_KEYS = {"eps", "entropy_weight", "weight", "iterations", "labelled_share", "augment", "ramp"}
+SETTING_KEYS = {"eps", "entropy_weight", "weight", "iterations", "labelled_share", "augment", "ramp", "eps_ramp"}
 
 
-class RampedVAT(VAT, Hook):
+class _ScheduledVAT(VAT, Hook):
+    """VAT (+ EntMin) that knows how far the run has come: :meth:`progress` is the share of ``span`` done."""
+
+    def __init__(self, **vat_args):
+        super().__init__(**vat_args)
+        self.trainer = None
+
+    def on_fit_start(self, trainer) -> None:
+        self.trainer = trainer
+
+    def progress(self, span: float) -> float:
+        return min(self.trainer.global_step / max(span * self.trainer.total_steps, 1), 1.0)
+
+
+class RampedVAT(_ScheduledVAT):
     """VAT (+ EntMin) whose weight rises as exp(-5 (1 - t)²) over the first ``ramp`` share of the run (the
     ramp-up of Laine & Aila's Π-model), so early guesses on unlabeled images are not sharpened into habits."""
 
     def __init__(self, ramp: float, **vat_args):
         super().__init__(**vat_args)
-        self.ramp, self.trainer = ramp, None
-
-    def on_fit_start(self, trainer) -> None:
-        self.trainer = trainer
+        self.ramp = ramp
 
     def __call__(self, step) -> torch.Tensor:
-        t = min(self.trainer.global_step / max(self.ramp * self.trainer.total_steps, 1), 1.0)
-        return math.exp(-5 * (1 - t) ** 2) * super().__call__(step)
+        return math.exp(-5 * (1 - self.progress(self.ramp)) ** 2) * super().__call__(step)
+
+
+class EpsRampedVAT(_ScheduledVAT):
+    """VAT (+ EntMin) whose radius ε grows linearly from 0 to its full value over the first ``eps_ramp`` share
+    of the run: a small ball while the classifier's boundaries are still wrong, a wider one once they settle
+    (the "gradually increasing perturbation region" of Suzuki & Sato's RAT)."""
+
+    def __init__(self, eps_ramp: float, **vat_args):
+        super().__init__(**vat_args)
+        self.eps_ramp, self.full_eps = eps_ramp, self.eps
+
+    def __call__(self, step) -> torch.Tensor:
+        self.eps = self.full_eps * self.progress(self.eps_ramp)
+        return super().__call__(step)
 
 
 def split(seed_for_labels: int, quick: bool):
@@ -70,7 +94,12 @@ def train_one(train, config: TrainConfig, vat: dict | None, quick: bool, widths:
     if vat is not None:
         vat_args = {"weight": vat.get("weight", 1.0), "eps": vat["eps"], "entropy_weight": vat["entropy_weight"],
                     "iterations": vat.get("iterations", 1)}
-        objectives.append(RampedVAT(vat["ramp"], **vat_args) if vat.get("ramp") else VAT(**vat_args))
+        if vat.get("ramp"):
+            objectives.append(RampedVAT(vat["ramp"], **vat_args))
+        elif vat.get("eps_ramp"):
+            objectives.append(EpsRampedVAT(vat["eps_ramp"], **vat_args))
+        else:
+            objectives.append(VAT(**vat_args))
         hooks = [o for o in objectives if isinstance(o, Hook)]
     t0 = time.perf_counter()
     augment = preset((vat or {}).get("augment", "fashion"))  # a VAT setting may name another preset
@@ -90,6 +119,11 @@ def semi_set(train, per_class: int, seed: int, vat: dict | None):
     return semi_supervised_set(partial, vat.get("labelled_share", DEFAULT_SHARE))
 
 
+def train_config(args, epochs: int, seed: int) -> TrainConfig:
+    return TrainConfig(epochs=epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, seed=seed,
+                       device=args.device)
+
+
 def main() -> None:
     p = base_parser(__doc__)
     p.add_argument("--stage", choices=["select", "choose", "final"], default="final",
@@ -98,8 +132,9 @@ def main() -> None:
                    help="select these VAT settings instead of the grid: a JSON list of objects with eps, "
                         "entropy_weight and optionally weight (VAT's weight, default 1), iterations (power "
                         "iterations, default 1), augment (a preset, default fashion), labelled_share (the "
-                        "labelled images' share of every epoch, default 0.25) and ramp (the share of the run over "
-                        "which VAT's and EntMin's weights ramp up, default none); "
+                        "labelled images' share of every epoch, default 0.25), ramp (the share of the run over "
+                        "which VAT's and EntMin's weights ramp up, default none) and eps_ramp (the share of the "
+                        "run over which ε grows linearly from 0, default none); "
                         "null for CE only")
     p.add_argument("--grid-index", type=int, nargs="+", default=None,
                    help="select only these settings (0 = CE only, i = GRID[i-1]); to run the grid in parallel")
@@ -107,6 +142,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd",
+                   help="for CE only and CE + VAT alike (the peak learning rate is --lr)")
     p.add_argument("--chosen", default=None, help="JSON of the VAT setting (default: from the select results)")
     p.add_argument("--full", action="store_true", help="also full supervision with and without VAT")
     p.add_argument("--methods", nargs="+", default=["ce", "vat"], choices=["ce", "vat"],
@@ -119,13 +156,13 @@ def main() -> None:
     epochs = 1 if args.quick else args.epochs
     train, held_out, test = split(0, args.quick)
     config_doc = {"stage": args.stage, "labels_per_class": args.labels_per_class, "epochs": epochs,
-                  "batch_size": args.batch_size, "lr": args.lr, "backbone": "convnet",
+                  "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr, "backbone": "convnet",
                   "widths": args.widths or [32, 64, 128, 256], "augment": "fashion",
                   "held_out_images": len(held_out), "labelled_share_per_epoch": DEFAULT_SHARE, "quick": args.quick}
     results: dict = {}
     if args.stage == "select":
         seed = 0
-        cfg = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=seed, device=args.device)
+        cfg = train_config(args, epochs, seed)
         settings = [None, *GRID[:1 if args.quick else None]]
         if args.grid_index is not None:
             settings = [settings[i] for i in args.grid_index]
@@ -153,7 +190,7 @@ def main() -> None:
     for method, vat in [] if args.no_semi else methods:
         runs = []
         for seed in args.seeds:
-            cfg = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=seed, device=args.device)
+            cfg = train_config(args, epochs, seed)
             data = semi_set(train, args.labels_per_class, seed, vat)
             model, secs = train_one(data, cfg, vat, args.quick, args.widths)
             acc = held_out_accuracy(model, test)
@@ -166,8 +203,7 @@ def main() -> None:
         for method, vat in methods:
             runs = []
             for seed in args.seeds:
-                cfg = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=seed,
-                                  device=args.device)
+                cfg = train_config(args, epochs, seed)
                 model, secs = train_one(train, cfg, vat, args.quick, args.widths)
                 acc = held_out_accuracy(model, test)
                 runs.append({"seed": seed, "test_accuracy": acc, "train_seconds": secs})
@@ -185,7 +221,7 @@ def _checked_settings(settings) -> list[dict | None]:
         if s is not None and (not isinstance(s, dict) or not {"eps", "entropy_weight"} <= set(s)
                               or not set(s) <= SETTING_KEYS):
             raise SystemExit(f"each --settings entry needs eps and entropy_weight (and optionally weight, iterations, "
-                             f"augment, labelled_share and ramp), got {s!r}")
+                             f"augment, labelled_share, ramp and eps_ramp), got {s!r}")
     return settings
 
 
