@@ -22,7 +22,7 @@ import torch
 from owlearn.api import build_model, train_model
 from owlearn.data.augment import preset
 from owlearn.data.sources import load_dataset
-from owlearn.evaluate import held_out_accuracy
+from owlearn.evaluate import evaluate_model, held_out_accuracy
 from owlearn.train.loop import CrossEntropy, Hook, TrainConfig
 from owlearn.train.semisup import keep_labels_per_class, semi_supervised_set
 from owlearn.train.vat import VAT
@@ -193,8 +193,11 @@ def main() -> None:
             cfg = train_config(args, epochs, seed)
             data = semi_set(train, args.labels_per_class, seed, vat)
             model, secs = train_one(data, cfg, vat, args.quick, args.widths)
-            acc = held_out_accuracy(model, test)
-            runs.append({"seed": seed, "test_accuracy": acc, "train_seconds": secs})
+            summary = evaluate_model(model, test)  # per class too: where does the unlabeled data help?
+            acc = summary["accuracy"]
+            runs.append({"seed": seed, "test_accuracy": acc, "train_seconds": secs,
+                         "per_class_recall": {r["name"]: r["recall"] for r in summary["per_class"]},
+                         "confusion_matrix": summary["confusion_matrix"]})
             print(f"{args.labels_per_class}/class {method} seed {seed}: test accuracy {acc:.4f} ({secs:.0f} s)",
                   flush=True)
         results[f"{args.labels_per_class} labels/class, {method}"] = {
