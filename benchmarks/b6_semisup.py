@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from owlearn.api import build_model, train_model
-from owlearn.data.augment import preset
+from owlearn.data.augment import AugmentConfig, preset
 from owlearn.data.sources import load_dataset
 from owlearn.evaluate import evaluate_model, held_out_accuracy
 from owlearn.train.loop import CrossEntropy, Hook, TrainConfig
@@ -87,7 +87,15 @@ def split(seed_for_labels: int, quick: bool):
     return train, held_out, test
 
 
-def train_one(train, config: TrainConfig, vat: dict | None, quick: bool, widths: tuple[int, ...] | None = None):
+def augmentation(spec: str | dict) -> AugmentConfig:
+    """A preset's name, or the fields of an :class:`AugmentConfig` as a dict."""
+    if isinstance(spec, dict):
+        return AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+    return preset(spec)
+
+
+def train_one(train, config: TrainConfig, vat: dict | None, quick: bool, widths: tuple[int, ...] | None = None,
+              augment: str | dict = "fashion"):
     backbone_args = {"widths": tuple(widths)} if widths else None
     model = build_model(train, "convnet", "linear", seed=config.seed, backbone_args=backbone_args)
     objectives, hooks = [CrossEntropy()], []
@@ -102,7 +110,7 @@ def train_one(train, config: TrainConfig, vat: dict | None, quick: bool, widths:
             objectives.append(VAT(**vat_args))
         hooks = [o for o in objectives if isinstance(o, Hook)]
     t0 = time.perf_counter()
-    augment = preset((vat or {}).get("augment", "fashion"))  # a VAT setting may name another preset
+    augment = augmentation((vat or {}).get("augment", augment))  # a VAT setting may name its own
     train_model(model, train, config=config, augment=augment, objectives=objectives, hooks=hooks,
                 progress=False)
     return model, time.perf_counter() - t0
@@ -150,6 +158,9 @@ def main() -> None:
                    help="which of CE only / CE + VAT to run (to run them side by side)")
     p.add_argument("--widths", type=int, nargs="+", default=None,
                    help="the ConvNet's widths for CE only and CE + VAT alike (default 32 64 128 256)")
+    p.add_argument("--augment", type=_augment_arg, default="fashion",
+                   help="augmentation of CE only and CE + VAT alike: a preset's name or a JSON object of "
+                        "AugmentConfig's fields, e.g. '{\"hflip\": true, \"crop_pad\": 2, \"erase\": 0.5}'")
     p.add_argument("--no-semi", action="store_true", help="skip the few-labels runs (with --full)")
     args = p.parse_args()
     started = time.time()
@@ -157,7 +168,7 @@ def main() -> None:
     train, held_out, test = split(0, args.quick)
     config_doc = {"stage": args.stage, "labels_per_class": args.labels_per_class, "epochs": epochs,
                   "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr, "backbone": "convnet",
-                  "widths": args.widths or [32, 64, 128, 256], "augment": "fashion",
+                  "widths": args.widths or [32, 64, 128, 256], "augment": args.augment,
                   "held_out_images": len(held_out), "labelled_share_per_epoch": DEFAULT_SHARE, "quick": args.quick}
     results: dict = {}
     if args.stage == "select":
@@ -171,7 +182,7 @@ def main() -> None:
         rows = []
         for vat in settings:
             data = semi_set(train, args.labels_per_class, seed, vat)
-            model, secs = train_one(data, cfg, vat, args.quick, args.widths)
+            model, secs = train_one(data, cfg, vat, args.quick, args.widths, args.augment)
             acc = held_out_accuracy(model, held_out)
             rows.append({"vat": vat, "held_out_accuracy": acc, "train_seconds": secs})
             print(f"select {vat}: held-out accuracy {acc:.4f} ({secs:.0f} s)", flush=True)
@@ -192,7 +203,7 @@ def main() -> None:
         for seed in args.seeds:
             cfg = train_config(args, epochs, seed)
             data = semi_set(train, args.labels_per_class, seed, vat)
-            model, secs = train_one(data, cfg, vat, args.quick, args.widths)
+            model, secs = train_one(data, cfg, vat, args.quick, args.widths, args.augment)
             summary = evaluate_model(model, test)  # per class too: where does the unlabeled data help?
             acc = summary["accuracy"]
             runs.append({"seed": seed, "test_accuracy": acc, "train_seconds": secs,
@@ -207,13 +218,19 @@ def main() -> None:
             runs = []
             for seed in args.seeds:
                 cfg = train_config(args, epochs, seed)
-                model, secs = train_one(train, cfg, vat, args.quick, args.widths)
+                model, secs = train_one(train, cfg, vat, args.quick, args.widths, args.augment)
                 acc = held_out_accuracy(model, test)
                 runs.append({"seed": seed, "test_accuracy": acc, "train_seconds": secs})
                 print(f"full supervision {method} seed {seed}: test accuracy {acc:.4f} ({secs:.0f} s)", flush=True)
             results[f"full supervision, {method}"] = {
                 "runs": runs, "test_accuracy": mean_std([r["test_accuracy"] for r in runs])}
     write_results("b6_semisup", config_doc, results, started, args.out)
+
+
+def _augment_arg(text: str) -> str | dict:
+    spec = json.loads(text) if text.lstrip().startswith("{") else text
+    augmentation(spec)  # a bad name or field fails here, before any training
+    return spec
 
 
 def _checked_settings(settings) -> list[dict | None]:
