@@ -139,10 +139,10 @@ def main() -> None:
     p.add_argument("--settings", type=json.loads, default=None,
                    help="select these VAT settings instead of the grid: a JSON list of objects with eps, "
                         "entropy_weight and optionally weight (VAT's weight, default 1), iterations (power "
-                        "iterations, default 1), augment (a preset, default fashion), labelled_share (the "
-                        "labelled images' share of every epoch, default 0.25), ramp (the share of the run over "
-                        "which VAT's and EntMin's weights ramp up, default none) and eps_ramp (the share of the "
-                        "run over which ε grows linearly from 0, default none); "
+                        "iterations, default 1), augment (as --augment, for CE + VAT only; default --augment), "
+                        "labelled_share (the labelled images' share of every epoch, default 0.25), ramp (the "
+                        "share of the run over which VAT's and EntMin's weights ramp up, default none) and "
+                        "eps_ramp (the share of the run over which ε grows linearly from 0, default none); "
                         "null for CE only")
     p.add_argument("--grid-index", type=int, nargs="+", default=None,
                    help="select only these settings (0 = CE only, i = GRID[i-1]); to run the grid in parallel")
@@ -242,6 +242,13 @@ def _checked_settings(settings) -> list[dict | None]:
                               or not set(s) <= SETTING_KEYS):
             raise SystemExit(f"each --settings entry needs eps and entropy_weight (and optionally weight, iterations, "
                              f"augment, labelled_share, ramp and eps_ramp), got {s!r}")
+        if s is not None and s.get("ramp") and s.get("eps_ramp"):
+            raise SystemExit(f"a setting ramps up either the weights (ramp) or ε (eps_ramp), not both: {s!r}")
+        if s is not None and "augment" in s:
+            try:
+                augmentation(s["augment"])
+            except (TypeError, ValueError) as e:
+                raise SystemExit(f"bad augment in {s!r}: {e}") from None
     return settings
 
 
