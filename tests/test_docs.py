@@ -3,10 +3,12 @@
 The examples are what a newcomer copies first; an API change that breaks one should fail here rather than in
 a user's terminal. Each block runs in a fresh interpreter in an empty folder (so files it writes stay there),
 as a user would paste it. Where a block's last line prints and a comment on that line says what it prints,
-the printed text is compared too.
+the printed text is compared too. The shell examples would train for minutes, so for them only the
+commands and options they name are checked against the CLI.
 """
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +47,42 @@ def test_example_runs(code, tmp_path):
     promised = PROMISED_OUTPUT.match(last)
     if promised:
         assert result.stdout.strip().splitlines()[-1].split() == promised.group(1).split()
+
+
+SHELL_BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
+
+
+def _owlearn_calls():
+    """Every ``owlearn …`` call in the shell examples, as its list of arguments after ``owlearn``."""
+    for page in PAGES:
+        for match in SHELL_BLOCK.finditer(page.read_text()):
+            for line in match.group(1).replace("\\\n", " ").splitlines():
+                for part in re.split(r"&&|\|\||;|\|", line):
+                    words = shlex.split(part, comments=True)
+                    for i, word in enumerate(words):
+                        if word.rsplit("/", 1)[-1] == "owlearn" or (word == "-m" and words[i + 1:i + 2] == ["owlearn"]):
+                            yield page.relative_to(ROOT), words[i + (2 if word == "-m" else 1):]
+                            break
+
+
+def test_shell_examples_name_existing_commands_and_options():
+    from typer.main import get_command
+
+    from owlearn.cli import app
+
+    root = get_command(app)
+    calls = list(_owlearn_calls())
+    assert len(calls) >= 20
+    wrong = []
+    for page, args in calls:
+        command, path = root, []
+        while hasattr(command, "get_command") and args and not args[0].startswith("-"):
+            sub = command.get_command(type(root).context_class(root), args[0])
+            if sub is None:
+                wrong.append(f"{page}: no command {' '.join([*path, args[0]])!r}")
+                break
+            command, path, args = sub, [*path, args[0]], args[1:]
+        options = {o for p in command.params for o in (*p.opts, *p.secondary_opts)} | {"--help"}
+        wrong += [f"{page}: `owlearn {' '.join(path)}` has no option {a}" for a in args
+                  if a.startswith("-") and a != "-" and a.split("=")[0] not in options]
+    assert not wrong, "\n".join(wrong)
