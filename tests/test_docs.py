@@ -71,17 +71,17 @@ def test_shell_examples_name_existing_commands_and_options():
     from owlearn.cli import app
 
     root = get_command(app)
+    context = type(root).context_class(root)
     calls = list(_owlearn_calls())
     assert len(calls) >= 20
     wrong = []
     for page, args in calls:
         command, path = root, []
-        while hasattr(command, "get_command") and args and not args[0].startswith("-"):
-            sub = command.get_command(type(root).context_class(root), args[0])
-            if sub is None:
-                wrong.append(f"{page}: no command {' '.join([*path, args[0]])!r}")
-                break
-            command, path, args = sub, [*path, args[0]], args[1:]
+        while command is not None and hasattr(command, "get_command") and args and not args[0].startswith("-"):
+            command, path, args = command.get_command(context, args[0]), [*path, args[0]], args[1:]
+        if command is None:
+            wrong.append(f"{page}: no command `owlearn {' '.join(path)}`")
+            continue
         options = {o for p in command.params for o in (*p.opts, *p.secondary_opts)} | {"--help"}
         wrong += [f"{page}: `owlearn {' '.join(path)}` has no option {a}" for a in args
                   if a.startswith("-") and a != "-" and a.split("=")[0] not in options]
