@@ -89,9 +89,7 @@ def split(seed_for_labels: int, quick: bool):
 
 def augmentation(spec: str | dict) -> AugmentConfig:
     """A preset's name, or the fields of an :class:`AugmentConfig` as a dict."""
-    if isinstance(spec, dict):
-        return AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
-    return preset(spec)
+    return AugmentConfig.from_json(spec) if isinstance(spec, dict) else preset(spec)
 
 
 def train_one(train, config: TrainConfig, vat: dict | None, quick: bool, widths: tuple[int, ...] | None = None,
